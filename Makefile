@@ -1,0 +1,41 @@
+# `make test` and `make report` set everything up on a fresh machine: they create .venv
+# (Python >= 3.12) if it is missing, install the project with its test extras, then run.
+.DEFAULT_GOAL := help
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# The first interpreter >= 3.12 found; pyenv users get it from .python-version.
+PYTHON ?= $(shell for p in python3.12 python3.13 python3.14 python3 python; do \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
+	  && { echo $$p; break; }; done)
+
+.PHONY: help test report bench lint clean
+
+help:
+	@echo "make test    set up .venv and run the whole test suite"
+	@echo "make report  set up .venv and run the main job"
+	@echo "make bench   run the benchmarks (prints their figures)"
+
+$(PY):
+	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.12 found (install one, e.g. pyenv install 3.12)" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+report: $(STAMP)
+	$(PY) -m em chapter
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_em.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
