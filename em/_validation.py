@@ -91,11 +91,10 @@ def check_p(value, k: int, name: str = "init_p") -> np.ndarray:
     return p
 
 
-def check_prior_weights(value, k: int) -> np.ndarray | None:
+def check_prior_weights(value, k: int, name: str = "prior_weights") -> np.ndarray | None:
     """Return the Dirichlet concentration as a K-vector (a scalar is broadcast)."""
     if value is None:
         return None
-    name = "prior_weights"
     arr = np.asarray(value, dtype=float) if _is_numeric(value) else None
     if arr is None or arr.ndim > 1:
         raise ValueError(f"{name} must be a number or {k} numbers, got {_fmt(value)}")
@@ -113,11 +112,10 @@ def check_prior_weights(value, k: int) -> np.ndarray | None:
     return arr
 
 
-def check_prior_p(value) -> tuple[float, float] | None:
+def check_prior_p(value, name: str = "prior_p") -> tuple[float, float] | None:
     """Return the Beta(a, b) prior on every bias as a pair of floats."""
     if value is None:
         return None
-    name = "prior_p"
     arr = np.asarray(value, dtype=float) if _is_numeric(value) else None
     if arr is None or arr.shape != (2,):
         raise ValueError(f"{name} must be two numbers a,b (a Beta(a, b) prior), got {_fmt(value)}")

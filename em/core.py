@@ -147,18 +147,19 @@ def _joint_log(data: BinomialData, params: MixtureParams) -> np.ndarray:
     k = params.p.shape[-1]
     p = params.p.reshape(-1, k).T  # (K, B) views
     w = params.weights.reshape(-1, k).T
-    logs = np.empty(p.shape + (3,))  # columns log p, log(1 - p), log w
+    logs = np.empty((3,) + p.shape)  # rows log p, log(1 - p), log w: contiguous slabs
     if _min(p, axis=None) > 0.0 and _max(p, axis=None) < 1.0 and _min(w, axis=None) > 0.0:
-        np.log(p, out=logs[..., 0])
-        np.log1p(-p, out=logs[..., 1])
-        np.log(w, out=logs[..., 2])
+        np.log(p, out=logs[0])
+        np.negative(p, out=logs[1])
+        np.log1p(logs[1], out=logs[1])
+        np.log(w, out=logs[2])
     else:  # some log(0): use a finite stand-in so that 0 * log(0) stays 0 in the product
         with np.errstate(divide="ignore"):
-            np.log(p, out=logs[..., 0])
-            np.log1p(-p, out=logs[..., 1])
-            np.log(w, out=logs[..., 2])
+            np.log(p, out=logs[0])
+            np.log1p(-p, out=logs[1])
+            np.log(w, out=logs[2])
         np.maximum(logs, _LOG_ZERO, out=logs)
-    out = logs.reshape(-1, 3) @ data._design  # (K * B, 3) @ (3, M)
+    out = np.dot(logs.reshape(3, -1).T, data._design)  # (K * B, 3) @ (3, M)
     return out.reshape(p.shape + (data.n_outcomes,))
 
 

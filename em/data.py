@@ -154,12 +154,20 @@ class BinomialData:
         """Return one (heads, trials) pair per sequence, sorted by outcome."""
         return np.repeat(self.heads, self.counts), np.repeat(self.trials, self.counts)
 
-    def to_dict(self) -> dict:
-        """Plain-Python summary for JSON output."""
+    def summary(self) -> dict:
+        """Size and source, for JSON output (the outcomes themselves can be millions)."""
         return {
             "source": self.source,
             "n_sequences": self.n_sequences,
             "n_outcomes": self.n_outcomes,
+            "min_trials": int(self.trials.min()),
+            "max_trials": self.max_trials,
+        }
+
+    def to_dict(self) -> dict:
+        """Every distinct outcome with its count, as plain lists."""
+        return {
+            "source": self.source,
             "heads": self.heads.tolist(),
             "trials": self.trials.tolist(),
             "counts": self.counts.tolist(),

@@ -189,7 +189,7 @@ class FitResult:
     def to_dict(self) -> dict:
         """Plain-Python form for JSON (``python -m em fit --json``)."""
         return {
-            "data": {k: v for k, v in self.data.to_dict().items()},
+            "data": self.data.summary(),
             "n_components": self.n_components,
             "weights": self.weights.tolist(),
             "p": self.p.tolist(),
@@ -464,7 +464,7 @@ def fit_data(
     n_components: int,
     *,
     restarts: int = 10,
-    seed: int | None = None,
+    seed: int | None = 0,
     tol: float = 1e-10,
     max_iter: int = 1000,
     init_weights=None,
@@ -570,7 +570,7 @@ def fit(
     *,
     counts=None,
     restarts: int = 10,
-    seed: int | None = None,
+    seed: int | None = 0,
     **options,
 ) -> FitResult:
     """Fit a K-component binomial mixture by EM, with seeded restarts.
@@ -588,9 +588,10 @@ def fit(
     restarts : int, default 10
         Seeded random starts (weights ~ Dirichlet(1), p ~ Uniform(0, 1)), run beside the
         caller's own start if ``init_weights`` or ``init_p`` is given.
-    seed : int, optional
-        Root of the ``np.random.SeedSequence`` each random start is spawned from; None
-        draws fresh entropy, which the result records in ``seed``.
+    seed : int or None, default 0
+        Root of the ``np.random.SeedSequence`` each random start is spawned from, so the
+        same call gives the same numbers; None draws fresh entropy, which the result
+        records in ``seed``.
     **options
         ``tol`` (1e-10, relative change of the objective), ``max_iter`` (1000),
         ``init_weights``, ``init_p``, ``fix`` (``"weights"`` or ``"p"``), ``prior_weights``

@@ -1,0 +1,162 @@
+"""Command line: ``python -m em chapter`` and ``python -m em fit DATA --components K``.
+
+Exit status 0 on success, 2 on bad input (one line on stderr naming the argument or the
+row), 1 if the EM invariant breaks (a bug, reported in one line too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from em import _validation as v
+from em.chapter import render_chapter
+from em.data import load_data
+from em.fit import EMInvariantError, FitResult, fit_data
+
+__all__ = ["main", "build_parser", "format_fit"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2."""
+
+    def error(self, message):  # noqa: D102 - argparse hook
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m em`` argument parser."""
+    parser = _Parser(
+        prog="python -m em",
+        description="Handwritten EM for finite binomial mixtures.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ch = sub.add_parser("chapter", help="the chapter's Tables 6.1-6.4, then EM to convergence")
+    ch.add_argument("--tol", default="1e-10", help="relative tolerance (default 1e-10)")
+    ch.add_argument("--max-iter", default="1000", help="maximum iterations (default 1000)")
+
+    f = sub.add_parser("fit", help="fit a K-component binomial mixture by EM with restarts")
+    f.add_argument("data", metavar="DATA", help="'chapter' or a CSV with heads,trials[,count]")
+    f.add_argument("--components", required=True, metavar="K", help="number of components")
+    f.add_argument("--restarts", default="10", metavar="R", help="seeded random starts (10)")
+    f.add_argument("--seed", default="0", metavar="S", help="root seed (default 0)")
+    f.add_argument("--tol", default="1e-10", metavar="T", help="relative tolerance (1e-10)")
+    f.add_argument("--max-iter", default="1000", metavar="M", help="max iterations (1000)")
+    f.add_argument("--init-weights", metavar="W,...", help="your starting weights")
+    f.add_argument("--init-p", metavar="P,...", help="your starting biases")
+    f.add_argument("--fix", choices=["weights", "p"], help="hold weights or biases fixed")
+    f.add_argument("--prior-weights", metavar="ALPHA", help="Dirichlet alpha (MAP-EM)")
+    f.add_argument("--prior-p", metavar="A,B", help="Beta(a, b) on every bias (MAP-EM)")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _int(text: str, name: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {text!r}") from None
+    return v.check_positive_int(value, name, minimum=minimum)
+
+
+def _float(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {text!r}") from None
+    return v.check_tol(value, name)
+
+
+def _options(args) -> dict:
+    """CLI strings to :func:`em.fit_data` options, each checked under its flag's name."""
+    k = _int(args.components, "--components", 1)
+    opts = {
+        "restarts": _int(args.restarts, "--restarts", 0),
+        "seed": _int(args.seed, "--seed", 0),
+        "tol": _float(args.tol, "--tol"),
+        "max_iter": _int(args.max_iter, "--max-iter", 0),
+        "fix": args.fix,
+    }
+    if args.init_weights is not None:
+        w = v.parse_float_list(args.init_weights, "--init-weights")
+        opts["init_weights"] = v.check_weights(w, k, "--init-weights")
+    if args.init_p is not None:
+        p = v.parse_float_list(args.init_p, "--init-p")
+        opts["init_p"] = v.check_p(p, k, "--init-p")
+    if args.prior_weights is not None:
+        alpha = v.parse_float_list(args.prior_weights, "--prior-weights")
+        opts["prior_weights"] = v.check_prior_weights(
+            alpha[0] if len(alpha) == 1 else alpha, k, "--prior-weights"
+        )
+    if args.prior_p is not None:
+        opts["prior_p"] = v.check_prior_p(v.parse_float_list(args.prior_p, "--prior-p"), "--prior-p")
+    if args.fix == "p" and args.init_p is None:
+        raise ValueError("--fix p needs --init-p: the biases to hold fixed")
+    if opts["restarts"] == 0 and args.init_weights is None and args.init_p is None:
+        raise ValueError("--restarts 0 needs a start: give --init-weights or --init-p")
+    return {"n_components": k, **opts}
+
+
+def format_fit(res: FitResult) -> str:
+    """A readable summary of a fit (components in order of increasing p)."""
+    d = res.data
+    lines = [
+        f"data: {d.source} ({d.n_sequences} sequences, {d.n_outcomes} distinct outcomes, "
+        f"trials {int(d.trials.min())}-{d.max_trials})",
+        f"EM, K = {res.n_components}: {len(res.runs)} runs, seed {res.seed}, "
+        f"relative tolerance {res.options['tol']:g}",
+        "",
+        "component  weight      p",
+    ]
+    for j in range(res.n_components):
+        lines.append(f"{j + 1:>9d}  {res.weights[j]:.7f}   {res.p[j]:.7f}")
+    lines.append(f"log-likelihood  {res.log_likelihood:.7f}")
+    if res.log_posterior is not None:
+        lines.append(f"log-posterior   {res.log_posterior:.7f}")
+    state = "converged" if res.converged else "not converged"
+    lines.append(f"iterations      {res.n_iter} ({state})")
+    lines += ["", "distinct optima (modulo labels and coinciding components):"]
+    lines.append("  #  objective        fraction  eff. K  p (reduced)")
+    for i, o in enumerate(res.optima, 1):
+        obj = o.log_likelihood if o.log_posterior is None else o.log_posterior
+        ps = ", ".join(f"{x:.4f}" for x in o.reduced.p)
+        lines.append(
+            f"  {i:<2d} {obj:<16.7f} {o.fraction:<9.2f} {o.reduced.n_components:<7d} {ps}"
+        )
+    if res.warnings:
+        lines += ["", "warnings:"]
+        lines += [f"  {w['code']}: {w['message']}" for w in res.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "chapter":
+            text = render_chapter(
+                tol=_float(args.tol, "--tol"), max_iter=_int(args.max_iter, "--max-iter", 0)
+            )
+            sys.stdout.write(text)
+            return 0
+        opts = _options(args)
+        data = load_data(args.data)
+        res = fit_data(data, **opts)
+    except (_UsageError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except EMInvariantError as exc:
+        print(f"internal error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.write(json.dumps(res.to_dict(), allow_nan=False) + "\n")
+    else:
+        sys.stdout.write(format_fit(res))
+    return 0
