@@ -47,17 +47,25 @@ def bench_fit(n_seq: int, repeats: int) -> None:
     t_count = _times(lambda: np.bincount(heads), repeats)
     t_fit = _times(lambda: em.fit(heads, 10, 3), repeats)
     ratio = t_fit.min() / t_count.min()
-    print(f"(a) N = {n_seq:.0e} sequences x 10 flips, K = 3, default options "
-          f"({len(res.runs)} restarts, tol {res.options['tol']:g})")
+    print(
+        f"(a) N = {n_seq:.0e} sequences x 10 flips, K = 3, default options "
+        f"({len(res.runs)} restarts, tol {res.options['tol']:g})"
+    )
     print(f"    {'':28s}{'best':>10s}{'median':>10s}")
-    print(f"    {'np.bincount(heads)':28s}{t_count.min() * 1e3:>8.1f}ms"
-          f"{np.median(t_count) * 1e3:>8.1f}ms")
-    print(f"    {'em.fit(heads, 10, 3)':28s}{t_fit.min() * 1e3:>8.1f}ms"
-          f"{np.median(t_fit) * 1e3:>8.1f}ms")
+    print(
+        f"    {'np.bincount(heads)':28s}{t_count.min() * 1e3:>8.1f}ms"
+        f"{np.median(t_count) * 1e3:>8.1f}ms"
+    )
+    print(
+        f"    {'em.fit(heads, 10, 3)':28s}{t_fit.min() * 1e3:>8.1f}ms"
+        f"{np.median(t_fit) * 1e3:>8.1f}ms"
+    )
     print(f"    fit / bincount = {ratio:.2f} (target <= 2): {'met' if ratio <= 2 else 'NOT met'}")
-    print(f"    fit: p = {np.round(res.p, 4).tolist()}, weights = "
-          f"{np.round(res.weights, 4).tolist()}, slowest run {max(r.n_iter for r in res.runs)} "
-          f"iterations, {len(res.optima)} distinct optimum/optima")
+    print(
+        f"    fit: p = {np.round(res.p, 4).tolist()}, weights = "
+        f"{np.round(res.weights, 4).tolist()}, slowest run {max(r.n_iter for r in res.runs)} "
+        f"iterations, {len(res.optima)} distinct optimum/optima"
+    )
 
 
 def bench_iteration(n_seq: int, repeats: int, iters: int) -> None:
@@ -81,8 +89,9 @@ def bench_iteration(n_seq: int, repeats: int, iters: int) -> None:
     x = (rng.normal(size=n_seq) + np.array([-3.0, 0.0, 3.0])[labels])[:, None]
 
     def sk_fit(max_iter):
-        gm = GaussianMixture(3, max_iter=max_iter, tol=0.0, init_params="random",
-                             random_state=0, n_init=1)
+        gm = GaussianMixture(
+            3, max_iter=max_iter, tol=0.0, init_params="random", random_state=0, n_init=1
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning: we stop it on purpose
             gm.fit(x)
@@ -92,13 +101,18 @@ def bench_iteration(n_seq: int, repeats: int, iters: int) -> None:
     tn = _times(lambda: sk_fit(1 + iters), repeats)
     t_sk = (tn - t1) / iters  # set-up and initialisation cancel out
     ratio = t_em.min() / t_sk.min()
-    print(f"(b) one iteration, N = {n_seq:.0e}, K = 3, {data.n_outcomes} distinct outcomes "
-          f"(every sequence its own trials)")
+    print(
+        f"(b) one iteration, N = {n_seq:.0e}, K = 3, {data.n_outcomes} distinct outcomes "
+        f"(every sequence its own trials)"
+    )
     print(f"    {'':38s}{'best':>10s}{'median':>10s}")
-    print(f"    {'em: e_step + m_step':38s}{t_em.min() * 1e3:>8.1f}ms"
-          f"{np.median(t_em) * 1e3:>8.1f}ms")
-    print(f"    {'sklearn GaussianMixture(3), 1-D points':38s}{t_sk.min() * 1e3:>8.1f}ms"
-          f"{np.median(t_sk) * 1e3:>8.1f}ms")
+    print(
+        f"    {'em: e_step + m_step':38s}{t_em.min() * 1e3:>8.1f}ms{np.median(t_em) * 1e3:>8.1f}ms"
+    )
+    print(
+        f"    {'sklearn GaussianMixture(3), 1-D points':38s}{t_sk.min() * 1e3:>8.1f}ms"
+        f"{np.median(t_sk) * 1e3:>8.1f}ms"
+    )
     print(f"    em / sklearn = {ratio:.2f} (target <= 1): {'met' if ratio <= 1 else 'NOT met'}")
 
 
@@ -110,8 +124,10 @@ def main() -> None:
     repeats = 3 if args.quick else 7
     import sklearn
 
-    print(f"python {platform.python_version()}, numpy {np.__version__}, "
-          f"scikit-learn {sklearn.__version__}, {platform.machine()}")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, "
+        f"scikit-learn {sklearn.__version__}, {platform.machine()}"
+    )
     bench_fit(10**7 // scale, repeats)
     bench_iteration(10**6 // scale, repeats, iters=5)
 

@@ -1,0 +1,1 @@
+"""Comparison of EM and the PyMC posterior, with ArviZ diagnostics (the report)."""

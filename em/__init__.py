@@ -15,7 +15,16 @@ from em.core import (
     objective,
 )
 from em.data import BinomialData, load_data
-from em.fit import EMInvariantError, FitResult, Optimum, Run, fit, fit_data, reduce_params, run_em
+from em.fitting import (
+    EMInvariantError,
+    FitResult,
+    Optimum,
+    Run,
+    fit,
+    fit_data,
+    reduce_params,
+    run_em,
+)
 
 __all__ = [
     "BinomialData",

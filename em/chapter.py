@@ -7,7 +7,7 @@ from scipy.stats import binom
 
 from em.core import MixtureParams, e_step, m_step
 from em.data import CHAPTER_HEADS, CHAPTER_TRIALS, BinomialData
-from em.fit import reduce_params, run_em
+from em.fitting import reduce_params, run_em
 
 __all__ = ["CHAPTER_INIT", "first_iteration", "render_chapter"]
 
@@ -108,8 +108,10 @@ def render_chapter(tol: float = 1e-10, max_iter: int = 1000) -> str:
 
     run = run_em(data, init, tol=tol, max_iter=max_iter)
     status = "converged" if run.converged else "stopped at max_iter"
-    add(f"EM from the same start, to convergence (relative tolerance {tol:g}): {status} "
-        f"after {run.n_iter} iterations")
+    add(
+        f"EM from the same start, to convergence (relative tolerance {tol:g}): {status} "
+        f"after {run.n_iter} iterations"
+    )
     add("  iteration  log-likelihood")
     shown = sorted({0, 1, 2, 3, 5, 10, 20, run.n_iter} & set(range(run.n_iter + 1)))
     for it in shown:

@@ -13,7 +13,7 @@ import sys
 from em import _validation as v
 from em.chapter import render_chapter
 from em.data import load_data
-from em.fit import EMInvariantError, FitResult, fit_data
+from em.fitting import EMInvariantError, FitResult, fit_data
 
 __all__ = ["main", "build_parser", "format_fit"]
 
@@ -95,7 +95,8 @@ def _options(args) -> dict:
             alpha[0] if len(alpha) == 1 else alpha, k, "--prior-weights"
         )
     if args.prior_p is not None:
-        opts["prior_p"] = v.check_prior_p(v.parse_float_list(args.prior_p, "--prior-p"), "--prior-p")
+        ab = v.parse_float_list(args.prior_p, "--prior-p")
+        opts["prior_p"] = v.check_prior_p(ab, "--prior-p")
     if args.fix == "p" and args.init_p is None:
         raise ValueError("--fix p needs --init-p: the biases to hold fixed")
     if opts["restarts"] == 0 and args.init_weights is None and args.init_p is None:
@@ -126,9 +127,7 @@ def format_fit(res: FitResult) -> str:
     for i, o in enumerate(res.optima, 1):
         obj = o.log_likelihood if o.log_posterior is None else o.log_posterior
         ps = ", ".join(f"{x:.4f}" for x in o.reduced.p)
-        lines.append(
-            f"  {i:<2d} {obj:<16.7f} {o.fraction:<9.2f} {o.reduced.n_components:<7d} {ps}"
-        )
+        lines.append(f"  {i:<2d} {obj:<16.7f} {o.fraction:<9.2f} {o.reduced.n_components:<7d} {ps}")
     if res.warnings:
         lines += ["", "warnings:"]
         lines += [f"  {w['code']}: {w['message']}" for w in res.warnings]

@@ -138,7 +138,7 @@ class EStep(NamedTuple):
 
 
 def _joint_log(data: BinomialData, params: MixtureParams) -> np.ndarray:
-    """log w_j + h log p_j + (n - h) log(1 - p_j), without log C(n, h).
+    """Log w_j + h log p_j + (n - h) log(1 - p_j), without log C(n, h).
 
     Returns shape (K, B, M), components first, with the batch dimensions of ``params``
     flattened to B: reductions over components then run over K contiguous slabs and the

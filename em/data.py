@@ -216,12 +216,17 @@ def _as_int_array(values, name: str) -> np.ndarray:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError):
             bad = next(i for i, v in enumerate(arr) if not _is_number(v))
-            raise ValueError(f"{name}[{bad}] = {arr[bad]!r} is not a number") from None
+            raise ValueError(f"{name}[{bad}] = {_item(arr[bad])!r} is not a number") from None
     bad = ~np.isfinite(arr) | (arr != np.floor(arr))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"{name}[{i}] = {arr[i]!r} is not an integer")
+        raise ValueError(f"{name}[{i}] = {_item(arr[i])!r} is not an integer")
     return arr.astype(np.int64)
+
+
+def _item(value):
+    """A numpy scalar as the plain Python value, for messages."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _is_number(value) -> bool:
@@ -310,9 +315,7 @@ def load_data(spec: str | os.PathLike) -> BinomialData:
     values[:, 2] = 1
     for r, (line, row) in enumerate(body):
         if len(row) != len(names):
-            raise ValueError(
-                f"{path}: line {line}: expected {len(names)} values, got {len(row)}"
-            )
+            raise ValueError(f"{path}: line {line}: expected {len(names)} values, got {len(row)}")
         for name, j in cols.items():
             values[r, _COLUMNS.index(name)] = _parse_cell(row[j], name, path, line)
         h, t = values[r, 0], values[r, 1]

@@ -1,0 +1,1 @@
+"""PyMC models of the binomial mixture (the Bayesian side); see issue: models/."""

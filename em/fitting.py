@@ -51,7 +51,8 @@ class Run:
     init : MixtureParams
         The starting point theta^(0), in the order given.
     params : MixtureParams
-        The final estimate, components in order of increasing p.
+        The final estimate, components in order of increasing p (in the order of the
+        prior's labels when ``prior_weights`` is not symmetric).
     log_likelihood : float
         Full log-likelihood at ``params``.
     log_posterior : float or None
@@ -283,8 +284,8 @@ def run_em_batch(
             idx = alive[rows]
             n_iter[idx] = it
             converged[idx] = done[rows]
-            final_obj[idx], final_w[idx], final_p[idx] = new[rows], params.weights[rows], params.p[rows]
-            final_ll[idx] = expect.log_likelihood[rows]
+            final_obj[idx], final_ll[idx] = new[rows], expect.log_likelihood[rows]
+            final_w[idx], final_p[idx] = params.weights[rows], params.p[rows]
             keep = ~done
             if last or not keep.any():
                 break
@@ -294,7 +295,11 @@ def run_em_batch(
     trace_arr = np.full((len(history), n_runs), np.nan)
     for i, (rows, values) in enumerate(history):
         trace_arr[i, rows] = values
-    final = MixtureParams(final_w, final_p).sorted()
+    final = MixtureParams(final_w, final_p)
+    if prior is None or len(set(prior.alpha)) == 1:
+        # Exchangeable components: list them by increasing p. An asymmetric Dirichlet
+        # tells the components apart by label, so then the labels are kept.
+        final = final.sorted()
     return [
         Run(
             start=starts[r],
@@ -530,7 +535,12 @@ def fit_data(
             np.stack([s.weights for _, s in chunk]), np.stack([s.p for _, s in chunk])
         )
         runs += run_em_batch(
-            data, inits, prior=prior, fix=fix, tol=tol, max_iter=max_iter,
+            data,
+            inits,
+            prior=prior,
+            fix=fix,
+            tol=tol,
+            max_iter=max_iter,
             starts=[label for label, _ in chunk],
         )
     optima = _find_optima(data, runs, nats=COLLAPSE_NATS, atol=optimum_atol)

@@ -1,0 +1,49 @@
+"""environment.yml (conda) lists the same dependencies as pyproject.toml (pip)."""
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# pip name -> conda-forge name, where they differ (none today)
+CONDA_NAME: dict[str, str] = {}
+
+
+def _split(spec: str) -> tuple[str, str]:
+    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*(.*)$", spec)
+    return m.group(1).lower(), m.group(2).replace(" ", "")
+
+
+def pyproject_deps(path: Path = ROOT / "pyproject.toml") -> dict[str, str]:
+    meta = tomllib.loads(path.read_text())["project"]
+    specs = list(meta["dependencies"])
+    for extra in meta.get("optional-dependencies", {}).values():
+        specs += extra
+    deps = dict(_split(s) for s in specs)
+    deps["python"] = meta["requires-python"].replace(" ", "")
+    return {CONDA_NAME.get(k, k): v for k, v in deps.items()}
+
+
+def conda_deps(path: Path = ROOT / "environment.yml") -> dict[str, str]:
+    body = path.read_text().split("\ndependencies:\n", 1)[1]
+    deps = {}
+    for line in body.splitlines():
+        m = re.match(r"^  - ([^\s#:][^#:]*?)\s*$", line)  # top-level entries, not "- pip:"
+        if m and m.group(1) != "pip":
+            name, spec = _split(m.group(1))
+            deps[name] = spec
+    return deps
+
+
+def test_environment_yml_matches_pyproject():
+    assert conda_deps() == pyproject_deps()
+    assert {"numpy", "scipy", "pymc", "arviz", "pytest", "hypothesis"} <= set(conda_deps())
+
+
+def test_a_drift_is_seen(tmp_path):
+    text = (ROOT / "environment.yml").read_text()
+    drifted = tmp_path / "environment.yml"
+    drifted.write_text(text.replace("  - scipy>=1.13\n", "  - scipy>=1.10\n"))
+    assert conda_deps(drifted) != pyproject_deps()
+    drifted.write_text(text.replace("  - h5py>=3.10\n", ""))
+    assert conda_deps(drifted) != pyproject_deps()
