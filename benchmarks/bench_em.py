@@ -64,7 +64,7 @@ def bench_fit(n_seq: int, repeats: int) -> None:
     print(
         f"    fit: p = {np.round(res.p, 4).tolist()}, weights = "
         f"{np.round(res.weights, 4).tolist()}, slowest run {max(r.n_iter for r in res.runs)} "
-        f"iterations, {len(res.optima)} distinct optimum/optima"
+        f"iterations, distinct optima: {len(res.optima)}"
     )
 
 

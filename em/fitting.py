@@ -183,6 +183,11 @@ class FitResult:
         return self.params.p
 
     @property
+    def restarts(self) -> tuple[Run, ...]:
+        """Every run (the caller's start first); the name the CLI's JSON uses."""
+        return self.runs
+
+    @property
     def collapsed(self) -> bool:
         """Whether the best fit is equivalent to one with fewer components."""
         return any(w["code"] == "collapsed" for w in self.warnings)
