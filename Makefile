@@ -33,6 +33,7 @@ report: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_em.py
+	$(PY) benchmarks/bench_models.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -39,8 +39,9 @@ __all__ = [
 COMPONENT = "component"
 OUTCOME = "outcome"
 SAMPLERS = ("nutpie", "pymc")
-#: The faster of the two on this model (benchmarks/bench_models.py prints both).
-DEFAULT_SAMPLER = "nutpie"
+#: The faster of the two on this model: benchmarks/bench_models.py printed 24.9 s cold, 4.0 s
+#: warm for PyMC's NUTS against 27.3 s and 8.2 s for nutpie (nutpie compiles at every call).
+DEFAULT_SAMPLER = "pymc"
 # Above this many numbers, a per-draw derived array is summarised by its mean only.
 _MAX_DERIVED = 20_000_000
 

@@ -172,9 +172,9 @@ def test_ordered_variant_keeps_p_sorted_in_every_draw():
 
 
 @pytest.mark.slow
-def test_pymc_sampler_and_bad_sampler_arguments(posterior):
+def test_nutpie_sampler_and_bad_sampler_arguments(posterior):
     data, mm, _ = posterior
-    idata = mm.sample(draws=30, tune=30, chains=4, seed=1, sampler="pymc")
+    idata = mm.sample(draws=30, tune=30, chains=4, seed=1, sampler="nutpie")
     assert idata["posterior"].sizes["draw"] == 30
     for kwargs, message in [
         ({"sampler": "metropolis"}, "sampler must be one of nutpie, pymc, got 'metropolis'"),
