@@ -39,7 +39,10 @@ def run_child(sampler: str, compiledir: str, draws: int, tune: int) -> dict:
     t0 = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", CHILD.format(sampler=sampler, draws=draws, tune=tune)],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res["process"] = time.perf_counter() - t0
@@ -47,16 +50,22 @@ def run_child(sampler: str, compiledir: str, draws: int, tune: int) -> dict:
 
 
 def bench_samplers(draws: int, tune: int) -> None:
-    print(f"(1) chapter data, K = 3, 4 chains x ({tune} tune + {draws} draws), "
-          "model build + compile + sample, seconds")
-    print(f"    {'sampler':10s}{'cold':>8s}{'warm':>8s}{'whole process cold/warm':>28s}"
-          f"{'divergences':>13s}")
+    print(
+        f"(1) chapter data, K = 3, 4 chains x ({tune} tune + {draws} draws), "
+        "model build + compile + sample, seconds"
+    )
+    print(
+        f"    {'sampler':10s}{'cold':>8s}{'warm':>8s}{'whole process cold/warm':>28s}"
+        f"{'divergences':>13s}"
+    )
     for sampler in ("nutpie", "pymc"):
         with tempfile.TemporaryDirectory() as cache:
             cold = run_child(sampler, cache, draws, tune)
             warm = run_child(sampler, cache, draws, tune)
-        print(f"    {sampler:10s}{cold['build_and_sample']:>8.1f}{warm['build_and_sample']:>8.1f}"
-              f"{cold['process']:>17.1f} / {warm['process']:<8.1f}{warm['divergences']:>10d}")
+        print(
+            f"    {sampler:10s}{cold['build_and_sample']:>8.1f}{warm['build_and_sample']:>8.1f}"
+            f"{cold['process']:>17.1f} / {warm['process']:<8.1f}{warm['divergences']:>10d}"
+        )
 
 
 def bench_scaling(draws: int, tune: int) -> None:
@@ -66,8 +75,10 @@ def bench_scaling(draws: int, tune: int) -> None:
     from models import DEFAULT_SAMPLER, MixtureModel
 
     rng = np.random.default_rng(5)
-    print(f"(2) sampling time against N, K = 3, 10 flips, {DEFAULT_SAMPLER}, 4 chains x "
-          f"({tune} + {draws}); second call (the first compiles)")
+    print(
+        f"(2) sampling time against N, K = 3, 10 flips, {DEFAULT_SAMPLER}, 4 chains x "
+        f"({tune} + {draws}); second call (the first compiles)"
+    )
     times = {}
     for n in (20, 10**6):
         z = rng.choice(3, size=n, p=[0.3, 0.5, 0.2])
@@ -80,8 +91,10 @@ def bench_scaling(draws: int, tune: int) -> None:
         times[n] = time.perf_counter() - t0
         print(f"    N = {n:>8d} ({data.n_outcomes:>2d} distinct outcomes): {times[n]:6.2f} s")
     ratio = times[10**6] / times[20]
-    print(f"    ratio N=1e6 / N=20 = {ratio:.2f} (target <= 1.5): "
-          f"{'met' if ratio <= 1.5 else 'NOT met'}")
+    print(
+        f"    ratio N=1e6 / N=20 = {ratio:.2f} (target <= 1.5): "
+        f"{'met' if ratio <= 1.5 else 'NOT met'}"
+    )
 
 
 def main() -> None:

@@ -85,6 +85,17 @@ def test_map_em_and_find_map_agree(separated):
     assert best.log_likelihood == pytest.approx(mm.log_likelihood(best.weights, best.p))
 
 
+def test_compiled_search_reaches_what_find_map_reaches(separated):
+    mm = MixtureModel(separated, 2, prior_weights=2.0, prior_p=(2.0, 2.0))
+    start = [("start", [0.5, 0.5], [0.3, 0.6])]
+    (ours,) = mm.find_map(start, n_random=0)
+    (theirs,) = mm.find_map(start, n_random=0, method="find_MAP")
+    assert ours.success and theirs.success
+    assert ours.log_posterior == pytest.approx(theirs.log_posterior, abs=1e-7)
+    np.testing.assert_allclose(ours.p, theirs.p, atol=1e-4)
+    np.testing.assert_allclose(ours.weights, theirs.weights, atol=1e-4)
+
+
 def test_ordered_map_from_a_collapsed_start():
     data = BinomialData.chapter()
     mm = MixtureModel(data, 3, ordered=True)
