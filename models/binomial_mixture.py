@@ -45,6 +45,10 @@ SAMPLERS = ("nutpie", "pymc")
 #: The faster of the two on this model: benchmarks/bench_models.py printed 24.9 s cold, 4.0 s
 #: warm for PyMC's NUTS against 27.3 s and 8.2 s for nutpie (nutpie compiles at every call).
 DEFAULT_SAMPLER = "pymc"
+# Point evaluations (log-densities, the MAP search) run the graph in Python: a few hundred
+# calls cost well under a second, while compiling them first costs about 20 s in a fresh
+# process. NUTS, which evaluates the gradient millions of times, compiles as PyMC chooses.
+_PY_MODE = pytensor.compile.mode.Mode(linker="py", optimizer="fast_run")
 # Above this many numbers, a per-draw derived array is summarised by its mean only.
 _MAX_DERIVED = 20_000_000
 
@@ -226,12 +230,12 @@ class MixtureModel:
 
     @cached_property
     def _logpost_fn(self):
-        return self._constrained.compile_logp(jacobian=False)
+        return self._constrained.compile_logp(jacobian=False, mode=_PY_MODE)
 
     @cached_property
     def _loglik_fn(self):
         m = self._constrained
-        return m.compile_logp(vars=m.observed_RVs, jacobian=False)
+        return m.compile_logp(vars=m.observed_RVs, jacobian=False, mode=_PY_MODE)
 
     def _point(self, weights, p) -> dict:
         w = np.asarray(weights, dtype=float)
@@ -254,17 +258,18 @@ class MixtureModel:
     @cached_property
     def _map_fns(self):
         """-logp(jacobian=False) and its gradient on the unconstrained value variables,
-        compiled once, and the maps between constrained and unconstrained values."""
+        compiled once, and the maps between constrained and unconstrained values.
+        """
         m = self.model
-        logp = m.compile_logp(jacobian=False)
-        dlogp = m.compile_dlogp(jacobian=False)
+        logp = m.compile_logp(jacobian=False, mode=_PY_MODE)
+        dlogp = m.compile_dlogp(jacobian=False, mode=_PY_MODE)
         w_in, p_in = pt.dvector("w"), pt.dvector("p")
         forward, backward = [], []
         for rv, x in ((m["w"], w_in), (m["p"], p_in)):
             transform = m.rvs_to_transforms[rv]
             forward.append(transform.forward(x, *rv.owner.inputs))
             backward.append(transform.backward(m.rvs_to_values[rv], *rv.owner.inputs))
-        to_free = pytensor.function([w_in, p_in], forward)
+        to_free = pytensor.function([w_in, p_in], forward, mode=_PY_MODE)
         to_constrained = pytensor.function(
             [m.rvs_to_values[m["w"]], m.rvs_to_values[m["p"]]], backward
         )
