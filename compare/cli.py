@@ -1,0 +1,105 @@
+"""``python -m compare report DATA --components K --seed S --out DIR [...]``.
+
+Exit status 0 on success and 2 on bad input, with one line on stderr naming the flag or
+the data row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from em import load_data
+from em._validation import parse_float_list
+from models import DEFAULT_SAMPLER, SAMPLERS
+
+__all__ = ["main", "build_parser"]
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # noqa: D102 - argparse hook
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m compare`` argument parser."""
+    parser = _Parser(prog="python -m compare", description="EM against the posterior.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("report", help="run EM and the PyMC model, write the report into DIR")
+    r.add_argument("data", metavar="DATA", help="'chapter' or a CSV with heads,trials[,count]")
+    r.add_argument("--components", required=True, metavar="K")
+    r.add_argument("--seed", default="0", metavar="S", help="root seed (default 0)")
+    r.add_argument("--out", required=True, metavar="DIR", help="report folder")
+    r.add_argument("--restarts", default="10", metavar="R", help="EM random starts (10)")
+    r.add_argument("--draws", default="1000", metavar="D", help="draws per chain (1000)")
+    r.add_argument("--tune", default="1000", metavar="T", help="tuning steps per chain (1000)")
+    r.add_argument("--chains", default="4", metavar="C", help="chains (4)")
+    r.add_argument(
+        "--sampler",
+        default=DEFAULT_SAMPLER,
+        metavar="NAME",
+        help=f"{' or '.join(SAMPLERS)} (default {DEFAULT_SAMPLER})",
+    )
+    r.add_argument(
+        "--prior-weights",
+        default="1",
+        metavar="ALPHA",
+        help="Dirichlet alpha: one number or K (default 1)",
+    )
+    r.add_argument("--prior-p", default="1,1", metavar="A,B", help="Beta(a, b) (default 1,1)")
+    r.add_argument("--force", action="store_true", help="replace a non-empty DIR")
+    return parser
+
+
+def _int(text: str, flag: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{flag} must be an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"{flag} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    from compare.analysis import ReportOptions
+    from compare.report import check_out_dir, write_report
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+        alpha = parse_float_list(args.prior_weights, "--prior-weights")
+        ab = parse_float_list(args.prior_p, "--prior-p")
+        if len(ab) != 2:
+            raise ValueError(f"--prior-p must be two numbers a,b, got {args.prior_p!r}")
+        opts = ReportOptions(
+            components=_int(args.components, "--components", 1),
+            seed=_int(args.seed, "--seed", 0),
+            restarts=_int(args.restarts, "--restarts", 0),
+            draws=_int(args.draws, "--draws", 1),
+            tune=_int(args.tune, "--tune", 0),
+            chains=_int(args.chains, "--chains", 1),
+            sampler=args.sampler,
+            prior_weights=alpha[0] if len(alpha) == 1 else tuple(alpha),
+            prior_p=tuple(ab),
+        )
+        from compare.analysis import validate_options
+
+        validate_options(opts)
+        check_out_dir(__import__("pathlib").Path(args.out), args.force)
+        data = load_data(args.data)
+        results = write_report(
+            data, opts, args.out, force=args.force, command=["python", "-m", "compare", *argv]
+        )
+    except (_UsageError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report written to {args.out}/ (report.md, report.html, results.json)")
+    for line in results["conclusions"]:
+        print(f"- {line}")
+    return 0
