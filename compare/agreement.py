@@ -26,8 +26,11 @@ def match_components(p_a, p_b) -> np.ndarray:
 
 
 def pmf_distance(a: MixtureParams, b: MixtureParams, trials, counts) -> dict:
-    """Total-variation distance between the fitted pmfs over heads = 0..n, per number of
-    trials n in the data; the maximum and the mean weighted by the sequences with each n."""
+    """Total-variation distance between two fitted pmfs over heads = 0..n.
+
+    One distance per number of trials n in the data; returns the maximum and the mean
+    weighted by the sequences with each n.
+    """
     trials = np.asarray(trials)
     counts = np.asarray(counts)
     values, weights = [], []

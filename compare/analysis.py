@@ -24,7 +24,7 @@ from compare.labels import (
     stephens_permutations,
     switching_summary,
 )
-from em import BinomialData, FitResult, MixtureParams, e_step, fit_data, mixture_pmf
+from em import BinomialData, FitResult, MixtureParams, e_step, fit_data
 from models import DEFAULT_SAMPLER, SAMPLERS, MixtureModel, check_prior
 
 __all__ = ["ReportOptions", "validate_options", "run_analysis", "data_hash"]

@@ -70,8 +70,11 @@ def _finite_list(a: np.ndarray) -> list:
 
 
 def invariant_draws(data: BinomialData, w: np.ndarray, p: np.ndarray, n: int) -> dict:
-    """Label-invariant quantities per draw: the total log-likelihood and the fitted pmf over
-    heads = 0..n (the most common number of trials)."""
+    """Label-invariant quantities per draw.
+
+    The total log-likelihood and the fitted pmf over heads = 0..n (n: the most common
+    number of trials).
+    """
     params = MixtureParams(w, p)
     ll = np.asarray(log_likelihood(data, params))
     flat = params.weights.reshape(-1, params.n_components)

@@ -62,9 +62,10 @@ def draw_responsibilities(data, w, p) -> np.ndarray:
 def stephens_permutations(
     resp: np.ndarray, counts: np.ndarray, init: np.ndarray, *, max_iter: int = 100
 ) -> tuple[np.ndarray, int]:
-    """Stephens' (2000) relabelling: minimise the Kullback-Leibler divergence between each
-    draw's classification probabilities and their relabelled mean.
+    """Stephens' (2000) relabelling by Kullback-Leibler divergence.
 
+    Minimises the divergence between each draw's classification probabilities and their
+    relabelled mean.
     Stephens, M. (2000). Dealing with label switching in mixture models. JRSS B 62, 795-809.
     Each sweep sets Q = mean over draws of the relabelled responsibilities, then gives each
     draw the permutation that minimises sum_m count_m KL(P_m || Q_m) (an assignment
@@ -104,10 +105,13 @@ def stephens_permutations(
 
 
 def switching_summary(perms: np.ndarray, *, within_threshold: float = 0.05) -> dict:
-    """Per chain: the share of draws needing a non-identity permutation, the chain's most
-    common permutation and the share of draws off it; whether labels switch between
-    chains (their most common permutations differ) or within one (more than
-    ``within_threshold`` of its draws off its most common permutation)."""
+    """Summarise the permutations of every chain.
+
+    Per chain: the share of draws needing a non-identity permutation, the chain's most
+    common permutation and the share of draws off it. Labels switch between chains when
+    their most common permutations differ, and within one when more than
+    ``within_threshold`` of its draws are off its most common permutation.
+    """
     n_chain, _, k = perms.shape
     identity = np.arange(k)
     chains = []

@@ -257,8 +257,10 @@ class MixtureModel:
     # ------------------------------------------------------------------ MAP
     @cached_property
     def _map_fns(self):
-        """-logp(jacobian=False) and its gradient on the unconstrained value variables,
-        compiled once, and the maps between constrained and unconstrained values.
+        """Log-density and gradient for the MAP search, compiled once.
+
+        ``logp(jacobian=False)`` and its gradient on the unconstrained value variables,
+        and the maps between constrained and unconstrained values.
         """
         m = self.model
         logp = m.compile_logp(jacobian=False, mode=_PY_MODE)
