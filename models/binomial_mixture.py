@@ -197,7 +197,10 @@ class MixtureModel:
         self.heads, self.trials, self.counts = heads, trials, counts
         coords = {COMPONENT: np.arange(k), OUTCOME: np.arange(heads.size)}
         with pm.Model(coords=coords) as model:
-            w = pm.Dirichlet("w", a=alpha, dims=COMPONENT)
+            if k == 1:  # one component: its weight is 1, nothing to sample
+                w = pm.Deterministic("w", pt.ones(1), dims=COMPONENT)
+            else:
+                w = pm.Dirichlet("w", a=alpha, dims=COMPONENT)
             extra = {"transform": pm.distributions.transforms.ordered} if self.ordered else {}
             # float64 arrays, not Python floats: PyTensor would make 2.0 a float32 constant
             # and compute the Beta normalising constant in single precision.
@@ -244,7 +247,8 @@ class MixtureModel:
             raise ValueError(
                 f"weights and p must have {self.n_components} values, got {w.shape}, {p.shape}"
             )
-        return {"w": w, "p": p}
+        free = {rv.name for rv in self.model.free_RVs}  # w is fixed at 1 when K = 1
+        return {name: v for name, v in (("w", w), ("p", p)) if name in free}
 
     def log_posterior(self, weights, p) -> float:
         """Log-posterior density at (weights, p), constrained scale, no Jacobian."""
@@ -265,17 +269,19 @@ class MixtureModel:
         m = self.model
         logp = m.compile_logp(jacobian=False, mode=_PY_MODE)
         dlogp = m.compile_dlogp(jacobian=False, mode=_PY_MODE)
-        w_in, p_in = pt.dvector("w"), pt.dvector("p")
-        forward, backward = [], []
-        for rv, x in ((m["w"], w_in), (m["p"], p_in)):
-            transform = m.rvs_to_transforms[rv]
-            forward.append(transform.forward(x, *rv.owner.inputs))
-            backward.append(transform.backward(m.rvs_to_values[rv], *rv.owner.inputs))
-        to_free = pytensor.function([w_in, p_in], forward, mode=_PY_MODE)
+        free = [rv for rv in (m["w"], m["p"]) if rv in m.free_RVs]  # no w when K = 1
+        inputs = {name: pt.dvector(name) for name in ("w", "p")}
+        forward = [
+            m.rvs_to_transforms[rv].forward(inputs[rv.name], *rv.owner.inputs) for rv in free
+        ]
+        backward = [
+            m.rvs_to_transforms[rv].backward(m.rvs_to_values[rv], *rv.owner.inputs) for rv in free
+        ]
+        to_free = pytensor.function([inputs[rv.name] for rv in free], forward, mode=_PY_MODE)
         to_constrained = pytensor.function(
-            [m.rvs_to_values[m["w"]], m.rvs_to_values[m["p"]]], backward
+            [m.rvs_to_values[rv] for rv in free], backward, mode=_PY_MODE
         )
-        return logp, dlogp, to_free, to_constrained
+        return logp, dlogp, to_free, to_constrained, [rv.name for rv in free]
 
     def find_map(
         self, starts=(), *, n_random: int = 4, seed=0, method: str = "compiled"
@@ -343,9 +349,10 @@ class MixtureModel:
             success = bool(res["optimizer_result"]["success"].values)
             message = str(res["optimizer_result"]["message"].values)
         else:
-            logp, dlogp, to_free, to_constrained = self._map_fns
+            logp, dlogp, to_free, to_constrained, free_names = self._map_fns
             names = [v.name for v in self.model.value_vars]
-            free = [np.asarray(a, dtype=float) for a in to_free(w_init, p_init)]
+            given = {"w": w_init, "p": p_init}
+            free = [np.asarray(a, dtype=float) for a in to_free(*(given[n] for n in free_names))]
             sizes = np.cumsum([a.size for a in free])[:-1]
 
             def point(x):
@@ -357,7 +364,9 @@ class MixtureModel:
 
             opt = minimize(loss, np.concatenate(free), jac=True, method="L-BFGS-B")
             best = point(opt.x)
-            w, p = (np.asarray(a, dtype=float) for a in to_constrained(*best.values()))
+            found = dict(zip(free_names, to_constrained(*best.values()), strict=True))
+            w = np.asarray(found.get("w", np.ones(1)), dtype=float)
+            p = np.asarray(found["p"], dtype=float)
             success, message = bool(opt.success), str(opt.message)
         if not self.ordered and len(set(self.alpha.tolist())) == 1:
             order = np.lexsort((w, p))

@@ -208,3 +208,12 @@ def test_netcdf_round_trip(posterior, tmp_path):
     for group in ("posterior", "log_likelihood", "responsibilities", "predictive"):
         for name, var in idata[group].data_vars.items():
             np.testing.assert_array_equal(back[group][name].values, var.values)
+
+
+def test_one_component_has_its_weight_fixed_at_one():
+    data = BinomialData.chapter()
+    mm = MixtureModel(data, 1)
+    assert [rv.name for rv in mm.model.free_RVs] == ["p"]
+    (best, *_) = mm.find_map(n_random=2, seed=0)
+    assert best.weights.tolist() == [1.0] and best.p == pytest.approx([0.415], abs=1e-6)
+    assert best.log_likelihood == pytest.approx(-35.1526058, abs=1e-6)

@@ -1,0 +1,181 @@
+"""The whole report on cases whose answer is known; reproducibility; safety; CLI errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+import compare.report as report_mod
+from compare.analysis import ReportOptions
+from compare.cli import main
+from compare.report import write_report
+from em import BinomialData
+from tests.conftest import simulate
+
+SMALL = {"draws": 150, "tune": 150, "chains": 4, "restarts": 6}
+KEYS = (
+    "data",
+    "em",
+    "map",
+    "posterior",
+    "agreement",
+    "label_switching",
+    "multimodality",
+    "identifiability",
+    "conclusions",
+)
+FILES = (
+    "report.md",
+    "report.html",
+    "results.json",
+    "manifest.json",
+    "posterior.nc",
+    "posterior_ordered.nc",
+    "figures/trace_raw.png",
+    "figures/trace_relabelled.png",
+    "figures/pairs_raw.png",
+    "figures/em_paths.png",
+    "figures/pmf.png",
+    "figures/responsibilities.png",
+)
+
+
+@pytest.fixture(scope="module")
+def separated(tmp_path_factory):
+    rng = np.random.default_rng(21)
+    data = BinomialData.from_sequences(simulate(rng, 300, 20, [0.4, 0.6], [0.2, 0.8]), 20)
+    out = tmp_path_factory.mktemp("sep") / "report"
+    results = write_report(data, ReportOptions(components=2, seed=3, **SMALL), out)
+    return out, results
+
+
+@pytest.fixture(scope="module")
+def chapter(tmp_path_factory):
+    out = tmp_path_factory.mktemp("chapter") / "report"
+    results = write_report(
+        BinomialData.chapter(), ReportOptions(components=3, seed=1, **SMALL), out
+    )
+    return out, results
+
+
+@pytest.mark.slow
+def test_outputs_and_keys(separated):
+    out, results = separated
+    for name in FILES:
+        assert (out / name).is_file(), name
+    on_disk = json.loads((out / "results.json").read_text())
+    assert tuple(k for k in KEYS if k in on_disk) == KEYS
+    for path in (
+        ("agreement", "agree"),
+        ("label_switching", "detected"),
+        ("identifiability", "collapsed"),
+        ("identifiability", "overdispersed"),
+    ):
+        assert isinstance(on_disk[path[0]][path[1]], bool), path
+    assert all(isinstance(s, str) and s.endswith(".") for s in on_disk["conclusions"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 3 and manifest["packages"]["pymc"]
+    assert manifest["data_sha256"] == on_disk["data"]["sha256"]
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 8 and "<img" in html
+
+
+@pytest.mark.slow
+def test_separated_mixture_em_and_map_agree_tightly(separated):
+    _, r = separated
+    best = r["agreement"]["best"]
+    assert r["agreement"]["agree"] and best["identifiable"]
+    assert abs(best["objective_difference"]) < 1e-6
+    assert best["max_abs_p_difference"] < 1e-3 and best["total_variation"]["max"] < 1e-4
+    ident = r["identifiability"]
+    assert not ident["collapsed"] and ident["overdispersed"] and ident["condition_holds"]
+    assert not r["label_switching"]["ordered_model"]["detected"]
+    np.testing.assert_allclose(r["posterior"]["ordered_model"]["p"]["mean"], [0.2, 0.8], atol=0.03)
+    rel = r["label_switching"]["rhat_ess"]["relabelled"]["p"]["max_rhat"]
+    assert rel < 1.05
+
+
+@pytest.mark.slow
+def test_collapsed_fit_is_flagged(chapter):
+    _, r = chapter
+    ident = r["identifiability"]
+    assert ident["collapsed"] and ident["effective_components"] == 1
+    assert not ident["overdispersed"] and not ident["identifiable"]
+    assert r["agreement"]["agree"] and not r["agreement"]["best"]["identifiable"]
+    assert r["agreement"]["best"]["judged_on"] == ["objective", "total_variation"]
+    assert r["label_switching"]["detected"]  # the exchangeable posterior is symmetric
+    assert any("not identifiable" in s for s in r["conclusions"])
+
+
+@pytest.mark.slow
+def test_same_command_gives_identical_results_json(chapter, tmp_path):
+    out, _ = chapter
+    again = tmp_path / "again"
+    write_report(BinomialData.chapter(), ReportOptions(components=3, seed=1, **SMALL), again)
+    assert (again / "results.json").read_bytes() == (out / "results.json").read_bytes()
+
+
+def test_non_empty_dir_is_refused_and_interrupted_runs_leave_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier results")
+    opts = ReportOptions(components=1, restarts=1, draws=5, tune=5, chains=1)
+    with pytest.raises(ValueError, match="is not empty; give --force"):
+        write_report(BinomialData.chapter(), opts, out)
+    assert (out / "keep.txt").read_text() == "earlier results"
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_mod, "run_analysis", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(BinomialData.chapter(), opts, out, force=True)
+    assert (out / "keep.txt").read_text() == "earlier results"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no temporary folder left
+
+
+@pytest.mark.slow
+def test_force_replaces_the_folder(tmp_path):
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "old.txt").write_text("x")
+    opts = ReportOptions(components=1, restarts=1, draws=20, tune=20, chains=2)
+    write_report(BinomialData.chapter(), opts, out, force=True)
+    assert not (out / "old.txt").exists() and (out / "results.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--components", "0"], "--components must be an integer >= 1, got 0"),
+        (["--components", "2", "--draws", "0"], "--draws must be an integer >= 1, got 0"),
+        (["--components", "2", "--chains", "x"], "--chains must be an integer >= 1"),
+        (
+            ["--components", "2", "--sampler", "gibbs"],
+            "--sampler must be one of nutpie, pymc, got 'gibbs'",
+        ),
+        (["--components", "2", "--prior-weights", "0"], "--prior-weights: Dirichlet alpha"),
+        (["--components", "2", "--prior-p", "1"], "--prior-p must be two numbers"),
+        (["--components", "2", "--prior-p", "1,-1"], "--prior-p: Beta parameters must be > 0"),
+        (["--components", "2", "--seed", "-3"], "--seed must be an integer >= 0"),
+        (["--seed", "1"], "the following arguments are required: --components"),
+    ],
+)
+def test_cli_errors_are_one_line_with_status_2(capsys, tmp_path, argv, message):
+    code = main(["report", "chapter", "--out", str(tmp_path / "r"), *argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_refuses_a_non_empty_dir_and_a_bad_csv(capsys, tmp_path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x").write_text("1")
+    assert main(["report", "chapter", "--components", "2", "--out", str(busy)]) == 2
+    assert "is not empty; give --force" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("heads,trials\n4,10\n11,10\n")
+    assert main(["report", str(bad), "--components", "2", "--out", str(tmp_path / "o")]) == 2
+    assert "line 3: heads = 11 exceeds trials = 10" in capsys.readouterr().err
