@@ -42,8 +42,8 @@ __all__ = [
 COMPONENT = "component"
 OUTCOME = "outcome"
 SAMPLERS = ("nutpie", "pymc")
-#: The faster of the two on this model: benchmarks/bench_models.py printed 24.9 s cold, 4.0 s
-#: warm for PyMC's NUTS against 27.3 s and 8.2 s for nutpie (nutpie compiles at every call).
+#: The faster of the two on this model, cold and warm: benchmarks/bench_models.py prints both
+#: (nutpie compiles the model at every call); the README quotes the figures.
 DEFAULT_SAMPLER = "pymc"
 # Point evaluations (log-densities, the MAP search) run the graph in Python: a few hundred
 # calls cost well under a second, while compiling them first costs about 20 s in a fresh
