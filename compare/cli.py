@@ -7,7 +7,9 @@ the data row.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 
 from em import load_data
 from em._validation import parse_float_list
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("data", metavar="DATA", help="'chapter' or a CSV with heads,trials[,count]")
     r.add_argument("--components", required=True, metavar="K")
     r.add_argument("--seed", default="0", metavar="S", help="root seed (default 0)")
-    r.add_argument("--out", required=True, metavar="DIR", help="report folder")
+    r.add_argument("--out", metavar="DIR", help="report folder (default reports/<data name>-K<K>)")
     r.add_argument("--restarts", default="10", metavar="R", help="EM random starts (10)")
     r.add_argument("--draws", default="1000", metavar="D", help="draws per chain (1000)")
     r.add_argument("--tune", default="1000", metavar="T", help="tuning steps per chain (1000)")
@@ -67,7 +69,7 @@ def _int(text: str, flag: str, minimum: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
-    from compare.analysis import ReportOptions
+    from compare.analysis import ReportOptions, validate_options
     from compare.report import check_out_dir, write_report
 
     argv = sys.argv[1:] if argv is None else argv
@@ -88,18 +90,23 @@ def main(argv: list[str] | None = None) -> int:
             prior_weights=alpha[0] if len(alpha) == 1 else tuple(alpha),
             prior_p=tuple(ab),
         )
-        from compare.analysis import validate_options
-
         validate_options(opts)
-        check_out_dir(__import__("pathlib").Path(args.out), args.force)
+        out = (
+            Path(args.out)
+            if args.out
+            else Path("reports") / (f"{Path(args.data).stem}-K{opts.components}")
+        )
+        check_out_dir(out, args.force)
         data = load_data(args.data)
+        # PyMC logs the sampler's progress; the report holds what matters.
+        logging.getLogger("pymc").setLevel(logging.WARNING)
         results = write_report(
-            data, opts, args.out, force=args.force, command=["python", "-m", "compare", *argv]
+            data, opts, out, force=args.force, command=["python", "-m", "compare", *argv]
         )
     except (_UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"report written to {args.out}/ (report.md, report.html, results.json)")
+    print(f"report written to {out}/ (report.md, report.html, results.json)")
     for line in results["conclusions"]:
         print(f"- {line}")
     return 0
