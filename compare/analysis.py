@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.stats import norm
 
 from compare.agreement import TOLERANCES, compare_fits
 from compare.diagnostics import (
@@ -24,7 +25,7 @@ from compare.labels import (
     stephens_permutations,
     switching_summary,
 )
-from em import BinomialData, FitResult, MixtureParams, e_step, fit_data
+from em import BinomialData, FitResult, MixtureParams, e_step, fit_data, standard_errors
 from models import DEFAULT_SAMPLER, SAMPLERS, MixtureModel, check_prior
 
 __all__ = ["ReportOptions", "validate_options", "run_analysis", "data_hash"]
@@ -347,6 +348,29 @@ def run_analysis(data: BinomialData, opts: ReportOptions) -> tuple[dict, dict]:
         "files": {"exchangeable": "posterior.nc", "ordered": "posterior_ordered.nc"},
     }
 
+    # ---------------------------------------------------------------- uncertainty
+    se = standard_errors(data, ml.params)
+    z = float(norm.ppf(0.5 + CI_PROB / 2))
+    uncertainty = {
+        "em_estimate": {"weights": ml.weights.tolist(), "p": ml.p.tolist()},
+        "em_standard_errors": se.to_dict(),
+        "em_intervals": None
+        if se.singular
+        else {
+            "p": [[float(x - z * s), float(x + z * s)] for x, s in zip(ml.p, se.p, strict=True)],
+            "weights": [
+                [float(x - z * s), float(x + z * s)]
+                for x, s in zip(ml.weights, se.weights, strict=True)
+            ],
+            "kind": f"Wald, estimate +/- {z:.3f} SE ({round(CI_PROB * 100)}%)",
+        },
+        "posterior": {"w": _stats(w_rel), "p": _stats(p_rel)},
+        "comparable": bool(identifiable and not se.singular),
+        "note": ""
+        if identifiable and not se.singular
+        else ("not compared: " + (se.reason or "the fit is not identifiable")),
+    }
+
     results = {
         "data": {
             **data.summary(),
@@ -369,6 +393,7 @@ def run_analysis(data: BinomialData, opts: ReportOptions) -> tuple[dict, dict]:
         "label_switching": label_switching,
         "multimodality": multimodality,
         "identifiability": identifiability,
+        "uncertainty": uncertainty,
     }
     results["conclusions"] = conclusions(results)
     artefacts = {

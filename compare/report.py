@@ -435,6 +435,58 @@ def _blocks(r: dict, figures: dict, command: list[str] | None) -> list[tuple]:
     b.append(("img", figures["pairs_raw"], "p_i against p_j per chain, raw labels"))
     b.append(("img", figures["pairs_relabelled"], "p_i against p_j per chain, relabelled"))
 
+    unc = r["uncertainty"]
+    b.append(("h2", "EM's uncertainty against the posterior's"))
+    se = unc["em_standard_errors"]
+    if unc["comparable"]:
+        b.append(
+            (
+                "p",
+                f"EM's standard errors from the observed information (exact Hessian, "
+                f"Louis 1982; condition {_f(se['condition'], 2)}) beside the relabelled "
+                f"posterior. {unc['em_intervals']['kind']}.",
+            )
+        )
+        rows = []
+        for var, key in (("p", "p"), ("w", "weights")):
+            for j in range(k):
+                lo, hi = unc["em_intervals"][key][j]
+                ps = unc["posterior"][var]
+                rows.append(
+                    [
+                        f"{var}[{j}]",
+                        _f(unc["em_estimate"][key][j]),
+                        _f(se[key][j], 3),
+                        f"{_f(lo)} to {_f(hi)}",
+                        _f(ps["mean"][j]),
+                        _f(ps["sd"][j], 3),
+                        f"{_f(ps['eti89_lower'][j])} to {_f(ps['eti89_upper'][j])}",
+                    ]
+                )
+        b.append(
+            (
+                "table",
+                [
+                    "parameter",
+                    "EM",
+                    "EM SE",
+                    "EM interval",
+                    "posterior mean",
+                    "posterior sd",
+                    "posterior ETI89",
+                ],
+                rows,
+            )
+        )
+    else:
+        b.append(
+            (
+                "p",
+                f"Standard errors of EM's estimate are not compared with the posterior: "
+                f"{unc['note'].removeprefix('not compared: ')}.",
+            )
+        )
+
     mm, ident = r["multimodality"], r["identifiability"]
     b.append(("h2", "Multimodality and identifiability"))
     hdi = mm["hdi_relabelled"]

@@ -15,6 +15,7 @@ from em.core import (
     objective,
 )
 from em.data import BinomialData, load_data
+from em.uncertainty import StandardErrors, observed_information, standard_errors
 from em.fitting import (
     EMInvariantError,
     FitResult,
@@ -46,4 +47,7 @@ __all__ = [
     "objective",
     "reduce_params",
     "run_em",
+    "StandardErrors",
+    "observed_information",
+    "standard_errors",
 ]

@@ -179,3 +179,16 @@ def test_cli_refuses_a_non_empty_dir_and_a_bad_csv(capsys, tmp_path):
     bad.write_text("heads,trials\n4,10\n11,10\n")
     assert main(["report", str(bad), "--components", "2", "--out", str(tmp_path / "o")]) == 2
     assert "line 3: heads = 11 exceeds trials = 10" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_em_standard_errors_beside_the_posterior(separated, chapter):
+    _, r = separated
+    unc = r["uncertainty"]
+    assert unc["comparable"]
+    se = np.array(unc["em_standard_errors"]["p"])
+    sd = np.array(unc["posterior"]["p"]["sd"])
+    np.testing.assert_allclose(se, sd, rtol=0.3)  # large-sample agreement, 150 draws x 4
+    _, rc = chapter
+    assert not rc["uncertainty"]["comparable"]
+    assert rc["uncertainty"]["em_standard_errors"]["singular"]
