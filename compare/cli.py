@@ -54,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--prior-p", default="1,1", metavar="A,B", help="Beta(a, b) (default 1,1)")
     r.add_argument("--force", action="store_true", help="replace a non-empty DIR")
+    c = sub.add_parser("check", help="check an em_step(heads, trials, weights, p) function")
+    c.add_argument(
+        "function",
+        metavar="PATH_OR_MODULE:FUNCTION",
+        help="e.g. examples/em_step_template.py:em_step or mypkg.em:em_step",
+    )
+    c.add_argument(
+        "--timeout", default="10", metavar="S", help="time limit per call in seconds (default 10)"
+    )
     return parser
 
 
@@ -67,6 +76,24 @@ def _int(text: str, flag: str, minimum: int) -> int:
     return value
 
 
+def _check(args) -> int:
+    from compare.check import format_results, run_checks
+
+    try:
+        timeout = float(args.timeout)
+    except ValueError:
+        timeout = -1.0
+    if not timeout > 0:
+        raise ValueError(f"--timeout must be a number > 0, got {args.timeout!r}")
+    if ":" not in args.function:
+        raise ValueError(f"expected PATH_OR_MODULE:FUNCTION, got {args.function!r}")
+    results = run_checks(args.function, timeout=timeout)
+    if len(results) == 1 and results[0].name == "load the function":
+        raise ValueError(f"cannot load {args.function}: {results[0].obtained}")
+    sys.stdout.write(format_results(results))
+    return 0 if all(r.passed for r in results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     from compare.analysis import ReportOptions, validate_options
@@ -75,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "check":
+            return _check(args)
         alpha = parse_float_list(args.prior_weights, "--prior-weights")
         ab = parse_float_list(args.prior_p, "--prior-p")
         if len(ab) != 2:

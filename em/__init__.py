@@ -15,7 +15,6 @@ from em.core import (
     objective,
 )
 from em.data import BinomialData, load_data
-from em.uncertainty import StandardErrors, observed_information, standard_errors
 from em.fitting import (
     EMInvariantError,
     FitResult,
@@ -26,6 +25,7 @@ from em.fitting import (
     reduce_params,
     run_em,
 )
+from em.uncertainty import StandardErrors, observed_information, standard_errors
 
 __all__ = [
     "BinomialData",

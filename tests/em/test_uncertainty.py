@@ -12,8 +12,9 @@ from tests.conftest import simulate
 @pytest.fixture(scope="module")
 def three():
     rng = np.random.default_rng(1)
-    data = BinomialData.from_sequences(simulate(rng, 500, 15, [0.3, 0.5, 0.2],
-                                                [0.15, 0.5, 0.85]), 15)
+    data = BinomialData.from_sequences(
+        simulate(rng, 500, 15, [0.3, 0.5, 0.2], [0.15, 0.5, 0.85]), 15
+    )
     return data, fit_data(data, 3, tol=1e-14)
 
 
@@ -24,16 +25,18 @@ def test_information_is_the_negative_hessian(three):
     theta0 = np.r_[np.log(w[:-1] / w[-1]), np.log(p / (1 - p))]
 
     def ll(theta):
-        return log_likelihood(data, MixtureParams(softmax(np.r_[theta[: k - 1], 0.0]),
-                                                  expit(theta[k - 1 :])))
+        return log_likelihood(
+            data, MixtureParams(softmax(np.r_[theta[: k - 1], 0.0]), expit(theta[k - 1 :]))
+        )
 
     eps, dim = 1e-4, theta0.size
     hess = np.empty((dim, dim))
     for i in range(dim):
         for j in range(dim):
             a, b = np.eye(dim)[i] * eps, np.eye(dim)[j] * eps
-            hess[i, j] = (ll(theta0 + a + b) - ll(theta0 + a - b) - ll(theta0 - a + b)
-                          + ll(theta0 - a - b)) / (4 * eps**2)
+            hess[i, j] = (
+                ll(theta0 + a + b) - ll(theta0 + a - b) - ll(theta0 - a + b) + ll(theta0 - a - b)
+            ) / (4 * eps**2)
     np.testing.assert_allclose(observed_information(data, res.params), -hess, atol=1e-3)
 
 
@@ -61,6 +64,7 @@ def test_collapsed_and_boundary_fits_have_no_standard_errors():
     assert se.singular and "singular" in se.reason and se.p is None
     edge = standard_errors(chapter, MixtureParams([0.0, 1.0], [0.2, 0.415]))
     assert edge.singular and "weight is 0" in edge.reason
-    bound = standard_errors(BinomialData.from_sequences([0, 0, 3], 5),
-                            MixtureParams([0.6, 0.4], [0.0, 0.6]))
+    bound = standard_errors(
+        BinomialData.from_sequences([0, 0, 3], 5), MixtureParams([0.6, 0.4], [0.0, 0.6])
+    )
     assert bound.singular and "boundary" in bound.reason
