@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy.stats import norm
@@ -28,7 +28,7 @@ from compare.labels import (
 from em import BinomialData, FitResult, MixtureParams, e_step, fit_data, standard_errors
 from models import DEFAULT_SAMPLER, SAMPLERS, MixtureModel, check_prior
 
-__all__ = ["ReportOptions", "validate_options", "run_analysis", "data_hash"]
+__all__ = ["ReportOptions", "validate_options", "run_analysis", "run_selection", "data_hash"]
 
 # Stephens' relabelling holds every draw's responsibilities; above this many numbers
 # (chain x draw x outcomes x K) it is skipped and the Hungarian match is used alone.
@@ -503,3 +503,57 @@ def conclusions(r: dict) -> list[str]:
     if div:
         out.append(f"The exchangeable model's sampler reported {div} divergent transitions.")
     return out
+
+
+def run_selection(data: BinomialData, opts: ReportOptions, ks: list[int]) -> tuple[dict, dict]:
+    """Model selection over ``ks`` plus the full comparison for the K that BIC prefers.
+
+    EM with restarts for every K gives AIC, BIC and ICL; the exchangeable model's posterior
+    for every K gives the per-sequence PSIS-LOO and ArviZ's comparison. The seeds are
+    children 5 (EM) and 6 (posteriors) of ``np.random.SeedSequence(opts.seed)``; children
+    0-4 serve the detailed comparison, as in :func:`run_analysis`.
+    """
+    from compare.selection import arviz_compare, weighted_loo
+    from em import select_components
+
+    children = np.random.SeedSequence(opts.seed).spawn(7)
+    table, preferred, fits = select_components(
+        data, ks, restarts=opts.restarts, seed=_seed_int(children[5])
+    )
+    k_star = preferred["bic"]
+    results, art = run_analysis(data, replace(opts, components=k_star))
+    alpha = opts.prior_weights
+    idatas = {}
+    for k, child in zip(ks, children[6].spawn(len(ks)), strict=True):
+        if k == k_star:
+            idatas[k] = art["idata"]
+            continue
+        prior_w = alpha if np.ndim(alpha) == 0 else 1.0  # a per-component alpha fits one K
+        model = MixtureModel(data, k, prior_weights=prior_w, prior_p=opts.prior_p)
+        idatas[k] = model.sample(
+            seed=child,
+            draws=opts.draws,
+            tune=opts.tune,
+            chains=opts.chains,
+            sampler=opts.sampler,
+            target_accept=opts.target_accept,
+        )
+    rows = []
+    for row, fit in zip(table, fits, strict=True):
+        loo = weighted_loo(data, idatas[row["k"]])
+        rows.append({**row, **loo, "effective_components": fit.optima[0].reduced.n_components})
+    preferred["loo"] = max(rows, key=lambda r: r["elpd_loo"])["k"]
+    for row in rows:
+        row["preferred_by"] = [c for c, k in preferred.items() if k == row["k"]]
+    results["model_selection"] = rows
+    results["model_selection_preferred"] = preferred
+    results["model_selection_compare"] = arviz_compare(data, idatas)
+    results["model_selection_detailed_k"] = k_star
+    picks = ", ".join(f"{c.upper()} K = {k}" for c, k in preferred.items())
+    results["conclusions"].insert(
+        0,
+        f"Over K = {ks[0]}..{ks[-1]} the criteria prefer {picks}; the comparison below is for "
+        f"K = {k_star}, the BIC choice.",
+    )
+    art["selection_idatas"] = idatas
+    return results, art

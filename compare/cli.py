@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from em import load_data
+from em import load_data, parse_components
 from em._validation import parse_float_list
 from models import DEFAULT_SAMPLER, SAMPLERS
 
@@ -33,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("report", help="run EM and the PyMC model, write the report into DIR")
     r.add_argument("data", metavar="DATA", help="'chapter' or a CSV with heads,trials[,count]")
-    r.add_argument("--components", required=True, metavar="K")
+    r.add_argument(
+        "--components",
+        required=True,
+        metavar="K",
+        help="number of components, or a range such as 1-4 (model selection)",
+    )
     r.add_argument("--seed", default="0", metavar="S", help="root seed (default 0)")
     r.add_argument("--out", metavar="DIR", help="report folder (default reports/<data name>-K<K>)")
     r.add_argument("--restarts", default="10", metavar="R", help="EM random starts (10)")
@@ -108,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         ab = parse_float_list(args.prior_p, "--prior-p")
         if len(ab) != 2:
             raise ValueError(f"--prior-p must be two numbers a,b, got {args.prior_p!r}")
+        ks = parse_components(args.components)
         opts = ReportOptions(
-            components=_int(args.components, "--components", 1),
+            components=ks[0],
             seed=_int(args.seed, "--seed", 0),
             restarts=_int(args.restarts, "--restarts", 0),
             draws=_int(args.draws, "--draws", 1),
@@ -130,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         # PyMC logs the sampler's progress; the report holds what matters.
         logging.getLogger("pymc").setLevel(logging.WARNING)
         results = write_report(
-            data, opts, out, force=args.force, command=["python", "-m", "compare", *argv]
+            data,
+            opts,
+            out,
+            force=args.force,
+            command=["python", "-m", "compare", *argv],
+            select=ks if len(ks) > 1 else None,
         )
     except (_UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 __all__ = [
+    "selection_plot",
     "trace_plot",
     "pair_plot",
     "em_paths_plot",
@@ -128,4 +129,20 @@ def responsibilities_plot(outcomes: list[str], em_resp, post_resp, path: Path) -
     axes[0, 0].set_ylabel("P(coin | outcome)")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("Responsibilities per distinct outcome")
+    return _save(fig, path)
+
+
+def selection_plot(rows: list[dict], path: Path) -> str:
+    """AIC, BIC, ICL and -2 elpd_loo (+/- 2 SE) against K, all lower-is-better."""
+    ks = [r["k"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for key, style in (("aic", "o-"), ("bic", "s-"), ("icl", "^-")):
+        ax.plot(ks, [r[key] for r in rows], style, label=key.upper())
+    dev = np.array([-2 * r["elpd_loo"] for r in rows])
+    err = np.array([2 * 2 * r["se"] for r in rows])
+    ax.errorbar(ks, dev, yerr=err, fmt="D--", capsize=3, label="-2 elpd_loo (+/- 2 SE)")
+    ax.set_xticks(ks)
+    ax.set_xlabel("K (components)")
+    ax.set_ylabel("criterion (lower is better)")
+    ax.legend(fontsize=8)
     return _save(fig, path)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from compare import plots
-from compare.analysis import ReportOptions, run_analysis, validate_options
+from compare.analysis import ReportOptions, run_analysis, run_selection, validate_options
 from em import BinomialData, mixture_pmf
 from models import save_posterior
 
@@ -59,8 +59,13 @@ def write_report(
     *,
     force: bool = False,
     command: list[str] | None = None,
+    select: list[int] | None = None,
 ) -> dict:
-    """Run the analysis and write the report into ``out``; returns the results."""
+    """Run the analysis and write the report into ``out``; returns the results.
+
+    With ``select`` (several K) the report adds model selection over those K, and its
+    detailed comparison is for the K that BIC prefers.
+    """
     out = Path(out)
     validate_options(opts)
     check_out_dir(out, force)
@@ -68,7 +73,10 @@ def write_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        results, art = run_analysis(data, opts)
+        if select and len(select) > 1:
+            results, art = run_selection(data, opts, select)
+        else:
+            results, art = run_analysis(data, opts)
         (tmp / "figures").mkdir()
         figures = _figures(data, results, art, tmp / "figures")
         save_posterior(art["idata"], tmp / "posterior.nc")
@@ -141,6 +149,10 @@ def _figures(data: BinomialData, r: dict, art: dict, folder: Path) -> dict:
         [run.trace for run in art["target"].runs], folder / "em_paths.png"
     )
     figs["pmf"] = plots.pmf_plot(_pmf_panels(data, art), folder / "pmf.png")
+    if "model_selection" in r:
+        figs["model_selection"] = plots.selection_plot(
+            r["model_selection"], folder / "model_selection.png"
+        )
     if art["post_resp"] is not None:
         labels = [f"{h}/{n}" for h, n in zip(data.heads, data.trials, strict=True)]
         figs["responsibilities"] = plots.responsibilities_plot(
@@ -212,6 +224,67 @@ def _blocks(r: dict, figures: dict, command: list[str] | None) -> list[tuple]:
     )
     b.append(("h2", "Conclusions"))
     b.append(("ul", r["conclusions"]))
+
+    if "model_selection" in r:
+        b.append(("h2", "How many components"))
+        b.append(
+            (
+                "p",
+                "AIC, BIC and ICL of EM's best fit per K (lower is better; 2K - 1 free "
+                "parameters), and the per-sequence PSIS-LOO of the exchangeable model "
+                "(higher is better). The rest of the report is for K = "
+                f"{r['model_selection_detailed_k']}, the BIC choice.",
+            )
+        )
+        rows = [
+            [
+                str(m["k"]),
+                _f(m["log_likelihood"], 10),
+                str(m["n_parameters"]),
+                _f(m["aic"], 6),
+                _f(m["bic"], 6),
+                _f(m["icl"], 6),
+                _f(m["elpd_loo"], 6),
+                _f(m["se"], 3),
+                _f(m["max_pareto_k"], 3),
+                str(m["effective_components"]),
+                ", ".join(c.upper() for c in m["preferred_by"]),
+            ]
+            for m in r["model_selection"]
+        ]
+        b.append(
+            (
+                "table",
+                [
+                    "K",
+                    "log-likelihood",
+                    "parameters",
+                    "AIC",
+                    "BIC",
+                    "ICL",
+                    "elpd_loo",
+                    "SE",
+                    "max Pareto k",
+                    "effective K",
+                    "preferred by",
+                ],
+                rows,
+            )
+        )
+        if r["model_selection_compare"]:
+            rows = [
+                [
+                    c["model"],
+                    _f(c.get("elpd"), 6),
+                    _f(c.get("elpd_diff"), 4),
+                    _f(c.get("dse"), 3),
+                    _f(c.get("weight"), 3),
+                ]
+                for c in r["model_selection_compare"]
+            ]
+            b.append(("p", "ArviZ's comparison (az.compare, PSIS-LOO, one term per sequence):"))
+            b.append(("table", ["model", "elpd", "elpd_diff", "dse", "stacking weight"], rows))
+        b.append(("img", figures["model_selection"], "Criteria against K"))
 
     b.append(("h2", "EM"))
     target = r["em"]["map_em"] or r["em"]["ml"]

@@ -25,6 +25,7 @@ from em.fitting import (
     reduce_params,
     run_em,
 )
+from em.selection import information_criteria, parse_components, select_components
 from em.uncertainty import StandardErrors, observed_information, standard_errors
 
 __all__ = [
@@ -48,6 +49,9 @@ __all__ = [
     "reduce_params",
     "run_em",
     "StandardErrors",
+    "information_criteria",
+    "parse_components",
+    "select_components",
     "observed_information",
     "standard_errors",
 ]

@@ -14,6 +14,7 @@ from em import _validation as v
 from em.chapter import render_chapter
 from em.data import load_data
 from em.fitting import EMInvariantError, FitResult, fit_data
+from em.selection import parse_components, select_components
 
 __all__ = ["main", "build_parser", "format_fit"]
 
@@ -43,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fit", help="fit a K-component binomial mixture by EM with restarts")
     f.add_argument("data", metavar="DATA", help="'chapter' or a CSV with heads,trials[,count]")
-    f.add_argument("--components", required=True, metavar="K", help="number of components")
+    f.add_argument(
+        "--components",
+        required=True,
+        metavar="K",
+        help="number of components, or a range such as 1-4 (model selection)",
+    )
     f.add_argument("--restarts", default="10", metavar="R", help="seeded random starts (10)")
     f.add_argument("--seed", default="0", metavar="S", help="root seed (default 0)")
     f.add_argument("--tol", default="1e-10", metavar="T", help="relative tolerance (1e-10)")
@@ -73,9 +79,8 @@ def _float(text: str, name: str) -> float:
     return v.check_tol(value, name)
 
 
-def _options(args) -> dict:
+def _options(args, k: int) -> dict:
     """CLI strings to :func:`em.fit_data` options, each checked under its flag's name."""
-    k = _int(args.components, "--components", 1)
     opts = {
         "restarts": _int(args.restarts, "--restarts", 0),
         "seed": _int(args.seed, "--seed", 0),
@@ -134,6 +139,37 @@ def format_fit(res: FitResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _select(data, ks, opts, as_json: bool) -> int:
+    opts = {key: value for key, value in opts.items() if key != "n_components"}
+    table, preferred, fits = select_components(data, ks, **opts)
+    if as_json:
+        out = {
+            "model_selection": table,
+            "preferred": preferred,
+            "fits": [f.to_dict() for f in fits],
+        }
+        sys.stdout.write(json.dumps(out, allow_nan=False) + "\n")
+        return 0
+    lines = [
+        f"data: {data.source} ({data.n_sequences} sequences); EM with "
+        f"{opts['restarts']} restarts per K, seed {opts['seed']}",
+        "",
+        "   K  log-likelihood    params  AIC           BIC           ICL           eff. K",
+    ]
+    for row, fit in zip(table, fits, strict=True):
+        lines.append(
+            f"  {row['k']:>2d}  {row['log_likelihood']:<16.7f}  {row['n_parameters']:<6d}  "
+            f"{row['aic']:<12.4f}  {row['bic']:<12.4f}  {row['icl']:<12.4f}  "
+            f"{fit.optima[0].reduced.n_components}"
+        )
+    lines.append("")
+    lines.append(
+        "preferred (lowest): " + ", ".join(f"{c.upper()} K = {k}" for c, k in preferred.items())
+    )
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     parser = build_parser()
@@ -145,9 +181,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             sys.stdout.write(text)
             return 0
-        opts = _options(args)
+        ks = parse_components(args.components)
+        if len(ks) > 1:
+            for flag, value in (("--init-weights", args.init_weights), ("--init-p", args.init_p)):
+                if value is not None:
+                    raise ValueError(f"{flag} needs a single --components K, not a range")
+        opts = [_options(args, k) for k in ks]
         data = load_data(args.data)
-        res = fit_data(data, **opts)
+        if len(ks) > 1:
+            return _select(data, ks, opts[0], args.json)
+        res = fit_data(data, **opts[0])
     except (_UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -107,11 +107,21 @@ def standard_errors(data: BinomialData, params: MixtureParams) -> StandardErrors
     k = p.size
     none = {"weights": None, "p": None, "covariance": None}
     if np.any(w <= 0):
-        return StandardErrors(**none, information=None, condition=None, singular=True,
-                              reason="a weight is 0: the estimate is on the simplex's edge")
+        return StandardErrors(
+            **none,
+            information=None,
+            condition=None,
+            singular=True,
+            reason="a weight is 0: the estimate is on the simplex's edge",
+        )
     if np.any((p <= 0) | (p >= 1)):
-        return StandardErrors(**none, information=None, condition=None, singular=True,
-                              reason="a bias is 0 or 1: the estimate is on the boundary")
+        return StandardErrors(
+            **none,
+            information=None,
+            condition=None,
+            singular=True,
+            reason="a bias is 0 or 1: the estimate is on the boundary",
+        )
     info = observed_information(data, params)
     eig = np.linalg.eigvalsh(info)
     top = float(np.max(np.abs(eig))) if eig.size else 0.0
@@ -119,10 +129,13 @@ def standard_errors(data: BinomialData, params: MixtureParams) -> StandardErrors
     if k == 1 and top > 0:
         condition = 1.0
     if eig.min() <= SINGULAR_RTOL * max(top, 1e-300):
-        why = ("the observed information is singular (smallest/largest eigenvalue "
-               f"{condition:.2g}): components coincide or the weights lie on a ridge")
-        return StandardErrors(**none, information=info, condition=condition, singular=True,
-                              reason=why)
+        why = (
+            "the observed information is singular (smallest/largest eigenvalue "
+            f"{condition:.2g}): components coincide or the weights lie on a ridge"
+        )
+        return StandardErrors(
+            **none, information=info, condition=condition, singular=True, reason=why
+        )
     cov_theta = np.linalg.inv(info)
     # Jacobian of (w_1..w_K, p_1..p_K) with respect to (eta_1..eta_{K-1}, lambda_1..lambda_K).
     jac = np.zeros((2 * k, 2 * k - 1))
@@ -130,5 +143,12 @@ def standard_errors(data: BinomialData, params: MixtureParams) -> StandardErrors
     jac[k:, k - 1 :] = np.diag(p * (1 - p))
     cov = jac @ cov_theta @ jac.T
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
-    return StandardErrors(weights=se[:k], p=se[k:], covariance=cov, information=info,
-                          condition=condition, singular=False, reason="")
+    return StandardErrors(
+        weights=se[:k],
+        p=se[k:],
+        covariance=cov,
+        information=info,
+        condition=condition,
+        singular=False,
+        reason="",
+    )
