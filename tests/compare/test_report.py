@@ -148,7 +148,7 @@ def test_force_replaces_the_folder(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--components", "0"], "--components must be an integer >= 1, got 0"),
+        (["--components", "0"], "--components must be an integer >= 1 or a range like 1-4"),
         (["--components", "2", "--draws", "0"], "--draws must be an integer >= 1, got 0"),
         (["--components", "2", "--chains", "x"], "--chains must be an integer >= 1"),
         (

@@ -104,7 +104,10 @@ def test_fit_table_with_init_and_fixed_weights(capsys, tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["fit", "chapter", "--components", "0"], "--components must be an integer >= 1, got 0"),
+        (
+            ["fit", "chapter", "--components", "0"],
+            "--components must be an integer >= 1 or a range like 1-4, got '0'",
+        ),
         (["fit", "chapter", "--components", "two"], "--components must be an integer >= 1"),
         (["fit", "chapter"], "the following arguments are required: --components"),
         (["fit", "chapter", "--components", "2", "-K", "2"], "unrecognized arguments: -K 2"),
