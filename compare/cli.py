@@ -59,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--prior-p", default="1,1", metavar="A,B", help="Beta(a, b) (default 1,1)")
     r.add_argument("--force", action="store_true", help="replace a non-empty DIR")
+    s = sub.add_parser("study", help="a simulation study over a grid of true mixtures (Dask)")
+    s.add_argument("spec", metavar="SPEC", help="TOML file: [[cells]], replicates, [fit]")
+    s.add_argument("--out", required=True, metavar="DIR", help="study folder (resumable)")
+    s.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="an existing dask.distributed scheduler, e.g. tcp://host:8786",
+    )
+    s.add_argument(
+        "--workers",
+        default="2",
+        metavar="N",
+        help="worker processes of the local cluster (default 2)",
+    )
+    s.add_argument("--seed", metavar="S", help="root seed (default: the SPEC's, else 0)")
     c = sub.add_parser("check", help="check an em_step(heads, trials, weights, p) function")
     c.add_argument(
         "function",
@@ -79,6 +94,25 @@ def _int(text: str, flag: str, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{flag} must be an integer >= {minimum}, got {value}")
     return value
+
+
+def _study(args) -> int:
+    from compare.study import load_spec, run_study
+
+    workers = _int(args.workers, "--workers", 1)
+    seed = None if args.seed is None else _int(args.seed, "--seed", 0)
+    spec = load_spec(args.spec, seed=seed)
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    summary = run_study(spec, args.out, scheduler=args.scheduler, workers=workers)
+    print(f"study written to {args.out}/ (study.md, study.html, summary.json, replicates/)")
+    for cell in summary["cells"]:
+        glob = cell.get("em_global", {}).get("rate", float("nan"))
+        agree = cell.get("map_em_agree", {}).get("rate", float("nan"))
+        print(
+            f"- {cell['name']}: {cell['replicates']} replicates ({cell['failed']} failed), "
+            f"EM global optimum {glob:.2f}, MAP/EM agree {agree:.2f}"
+        )
+    return 0
 
 
 def _check(args) -> int:
@@ -109,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "check":
             return _check(args)
+        if args.command == "study":
+            return _study(args)
         alpha = parse_float_list(args.prior_weights, "--prior-weights")
         ab = parse_float_list(args.prior_p, "--prior-p")
         if len(ab) != 2:

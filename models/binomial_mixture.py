@@ -226,6 +226,23 @@ class MixtureModel:
             )
         self.model = model
 
+    def set_counts(self, counts) -> None:
+        """Swap in new counts for the same outcomes, without rebuilding or recompiling.
+
+        Every compiled function (log-densities, the MAP search, a nutpie model built with
+        ``with_data(counts=...)``) then sees the new data. Used by simulation studies,
+        where every replicate of a design has the same outcomes and new counts.
+        """
+        counts = np.asarray(counts, dtype=np.int64)
+        if counts.shape != self.counts.shape or np.any(counts < 0):
+            raise ValueError(
+                f"counts must be {self.counts.size} integers >= 0, got shape {counts.shape}"
+            )
+        self.counts = counts
+        self.model.set_data("counts", counts)
+        if "_constrained" in self.__dict__:  # a clone of the model, with its own data
+            self._constrained.set_data("counts", counts)
+
     # ------------------------------------------------------------------ densities
     @cached_property
     def _constrained(self) -> pm.Model:

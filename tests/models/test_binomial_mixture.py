@@ -217,3 +217,25 @@ def test_one_component_has_its_weight_fixed_at_one():
     (best, *_) = mm.find_map(n_random=2, seed=0)
     assert best.weights.tolist() == [1.0] and best.p == pytest.approx([0.415], abs=1e-6)
     assert best.log_likelihood == pytest.approx(-35.1526058, abs=1e-6)
+
+
+def test_set_counts_reaches_every_compiled_function():
+    class Outcomes:
+        heads, trials = np.arange(6), np.full(6, 5)
+        counts = np.array([3, 1, 0, 2, 5, 4])
+
+    mm = MixtureModel(Outcomes(), 2)
+    w, p = np.array([0.3, 0.7]), np.array([0.2, 0.7])
+    before = mm.log_likelihood(w, p)  # compiles the constrained clone
+    mm.find_map(n_random=1)  # compiles the MAP functions
+    new = np.array([0, 2, 6, 1, 1, 0])
+    mm.set_counts(new)
+    Outcomes.counts = new
+    fresh = MixtureModel(Outcomes(), 2)
+    assert mm.log_likelihood(w, p) == pytest.approx(fresh.log_likelihood(w, p), rel=1e-12)
+    assert mm.log_likelihood(w, p) != pytest.approx(before)
+    assert mm.find_map(n_random=1, seed=3)[0].log_posterior == pytest.approx(
+        fresh.find_map(n_random=1, seed=3)[0].log_posterior, rel=1e-9
+    )
+    with pytest.raises(ValueError, match="counts must be 6 integers >= 0"):
+        mm.set_counts([1, 2])

@@ -1,0 +1,665 @@
+"""Simulation studies: how often EM and Bayes agree over many simulated data sets.
+
+A SPEC (TOML) declares a grid of cells, each a true mixture with a number of sequences and
+of trials; every replicate simulates a data set, fits EM with restarts and the Bayesian
+model, and records one row. Replicates are Dask tasks (a local cluster by default, or an
+existing ``dask.distributed`` scheduler); each streams its row into DIR as a Parquet file
+when it finishes, so a rerun resumes where an interrupted one stopped.
+
+Replicate (i, r) draws every random number from ``np.random.SeedSequence(seed,
+spawn_key=(i, r))``: it can be rerun alone, and the results do not depend on the number
+of workers or on the order in which tasks finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["StudySpec", "load_spec", "run_replicate", "run_study", "summarise"]
+
+SPEC_FILE = "spec.toml"
+ROWS_DIR = "replicates"
+_FIT_DEFAULTS = {
+    "components": None,
+    "restarts": 10,
+    "reference_restarts": 50,
+    "draws": 300,
+    "tune": 300,
+    "chains": 4,
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One true mixture and design."""
+
+    name: str
+    weights: tuple[float, ...]
+    p: tuple[float, ...]
+    trials: int
+    n: int
+    components: tuple[int, ...]  # the fitted K (or a range)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A parsed, validated SPEC."""
+
+    cells: tuple[Cell, ...]
+    replicates: int
+    seed: int
+    restarts: int
+    reference_restarts: int
+    draws: int
+    tune: int
+    chains: int
+    text: str = field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the SPEC as parsed (not of its formatting)."""
+        payload = json.dumps(
+            {
+                "cells": [c.__dict__ for c in self.cells],
+                "replicates": self.replicates,
+                "seed": self.seed,
+                "restarts": self.restarts,
+                "reference_restarts": self.reference_restarts,
+                "draws": self.draws,
+                "tune": self.tune,
+                "chains": self.chains,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def tasks(self) -> list[tuple[int, int]]:
+        """Every (cell index, replicate index)."""
+        return [(i, r) for i in range(len(self.cells)) for r in range(self.replicates)]
+
+
+def _int(value, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{where} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def load_spec(path, seed: int | None = None) -> StudySpec:
+    """Read and check a SPEC; a ValueError names the file and the bad key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
+    except FileNotFoundError:
+        raise ValueError(f"SPEC: no such file {str(path)!r}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"SPEC: cannot read {str(path)!r}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    known = {"replicates", "seed", "fit", "cells"}
+    for key in raw:
+        if key not in known:
+            raise ValueError(f"{path}: unknown key {key!r} (expected {', '.join(sorted(known))})")
+    fit = dict(_FIT_DEFAULTS)
+    for key, value in raw.get("fit", {}).items():
+        if key not in _FIT_DEFAULTS:
+            raise ValueError(f"{path}: unknown key fit.{key}")
+        fit[key] = value
+    for key, minimum in (
+        ("restarts", 1),
+        ("reference_restarts", 1),
+        ("draws", 1),
+        ("tune", 0),
+        ("chains", 1),
+    ):
+        _int(fit[key], f"{path}: fit.{key}", minimum)
+    replicates = _int(raw.get("replicates", None), f"{path}: replicates", 1)
+    root_seed = seed if seed is not None else _int(raw.get("seed", 0), f"{path}: seed", 0)
+    cells_raw = raw.get("cells")
+    if not isinstance(cells_raw, list) or not cells_raw:
+        raise ValueError(f"{path}: needs at least one [[cells]] table")
+    cells = []
+    from em import parse_components
+
+    for j, c in enumerate(cells_raw):
+        where = f"{path}: cells[{j}]"
+        for key in c:
+            if key not in {"name", "weights", "p", "trials", "n", "components"}:
+                raise ValueError(f"{where}: unknown key {key!r}")
+        for key in ("weights", "p", "trials", "n"):
+            if key not in c:
+                raise ValueError(f"{where}: missing key {key!r}")
+        w, p = c["weights"], c["p"]
+        if (
+            not isinstance(w, list)
+            or not isinstance(p, list)
+            or len(w) != len(p)
+            or not w
+            or not all(isinstance(x, (int, float)) for x in w + p)
+        ):
+            raise ValueError(f"{where}: weights and p must be lists of numbers of one length")
+        if abs(sum(w) - 1) > 1e-9 or min(w) < 0:
+            raise ValueError(f"{where}: weights must be >= 0 and sum to 1, got {w}")
+        if min(p) < 0 or max(p) > 1:
+            raise ValueError(f"{where}: p must lie in [0, 1], got {p}")
+        trials = _int(c["trials"], f"{where}.trials", 1)
+        n = _int(c["n"], f"{where}.n", 1)
+        comp = c.get("components", fit["components"])
+        comp = len(w) if comp is None else comp
+        try:
+            ks = tuple(parse_components(comp))
+        except ValueError:
+            raise ValueError(
+                f"{where}: components must be an integer >= 1 or 'LOW-HIGH', got {comp!r}"
+            ) from None
+        cells.append(
+            Cell(
+                str(c.get("name", f"cell {j}")),
+                tuple(map(float, w)),
+                tuple(map(float, p)),
+                trials,
+                n,
+                ks,
+            )
+        )
+    return StudySpec(
+        tuple(cells),
+        replicates,
+        root_seed,
+        fit["restarts"],
+        fit["reference_restarts"],
+        fit["draws"],
+        fit["tune"],
+        fit["chains"],
+        text,
+    )
+
+
+# ---------------------------------------------------------------------- one replicate
+# Compiled models, one per (K, trials) in each worker process: compiled once, reused by
+# every replicate the process runs (the data are swapped in, not recompiled).
+_COMPILED: dict = {}
+COMPILE_EVENTS: list[tuple[int, int]] = []
+
+
+class _AllOutcomes:
+    """Every outcome 0..n of one number of trials, with counts (zeros allowed).
+
+    The data shape is the same for every replicate of a cell, so one compiled model
+    serves them all.
+    """
+
+    def __init__(self, trials: int, counts: np.ndarray):
+        self.heads = np.arange(trials + 1)
+        self.trials = np.full(trials + 1, trials)
+        self.counts = counts
+
+
+def _compiled(k: int, trials: int):
+    key = (k, trials)
+    if key not in _COMPILED:
+        import nutpie
+
+        from models import MixtureModel
+
+        mm = MixtureModel(_AllOutcomes(trials, np.ones(trials + 1, dtype=np.int64)), k)
+        _COMPILED[key] = (mm, nutpie.compile_pymc_model(mm.model))
+        COMPILE_EVENTS.append(key)
+    return _COMPILED[key]
+
+
+def run_replicate(spec: StudySpec, i: int, r: int) -> dict:
+    """Simulate replicate r of cell i, fit EM and the model, and return one flat row.
+
+    A failure is recorded in the row (``status = "error"``), never raised.
+    """
+    cell = spec.cells[i]
+    row = {
+        "cell": i,
+        "cell_name": cell.name,
+        "replicate": r,
+        "status": "ok",
+        "error": "",
+        "seed": spec.seed,
+        "n": cell.n,
+        "trials": cell.trials,
+        "k_true": len(cell.p),
+        "separation": float(np.min(np.diff(np.sort(cell.p)))) if len(cell.p) > 1 else 1.0,
+    }
+    start = time.perf_counter()
+    try:
+        row.update(_replicate(spec, cell, i, r))
+    except Exception as exc:  # noqa: BLE001 - recorded, the study goes on
+        row["status"] = "error"
+        row["error"] = f"{type(exc).__name__}: {exc}"[:500]
+    row["seconds"] = time.perf_counter() - start
+    row["worker_pid"] = os.getpid()
+    return row
+
+
+def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
+    import nutpie
+    from scipy.stats import norm
+
+    from compare.agreement import TOLERANCES, compare_fits, match_components
+    from compare.diagnostics import rhat_ess
+    from compare.labels import apply_permutations, hungarian_permutations, switching_summary
+    from em import BinomialData, MixtureParams, fit_data, select_components, standard_errors
+
+    ss = np.random.SeedSequence(spec.seed, spawn_key=(i, r))
+    s_data, s_em, s_ref, s_map, s_post = ss.spawn(5)
+    rng = np.random.default_rng(s_data)
+    z = rng.choice(len(cell.weights), size=cell.n, p=cell.weights)
+    heads = rng.binomial(cell.trials, np.asarray(cell.p)[z])
+    data = BinomialData.from_sequences(heads, cell.trials)
+    truth = MixtureParams(cell.weights, cell.p)
+    out: dict = {}
+
+    t0 = time.perf_counter()
+    seed_int = int(s_em.generate_state(1)[0])
+    if len(cell.components) > 1:
+        table, preferred, fits = select_components(
+            data, cell.components, restarts=spec.restarts, seed=seed_int
+        )
+        out.update({f"k_{c}": k for c, k in preferred.items()})
+        k = preferred["bic"]
+        em_res = fits[cell.components.index(k)]
+    else:
+        k = cell.components[0]
+        em_res = fit_data(data, k, restarts=spec.restarts, seed=seed_int)
+        out.update({"k_aic": k, "k_bic": k, "k_icl": k})
+    out["k_fit"] = k
+    # The best optimum known: many restarts, plus a start at the truth when K matches.
+    extra = {"init_weights": truth.weights, "init_p": truth.p} if k == len(cell.p) else {}
+    ref = fit_data(
+        data, k, restarts=spec.reference_restarts, seed=int(s_ref.generate_state(1)[0]), **extra
+    )
+    best_known = max(ref.log_likelihood, em_res.log_likelihood)
+    out["em_log_likelihood"] = em_res.log_likelihood
+    out["best_known_log_likelihood"] = best_known
+    out["em_global"] = bool(em_res.log_likelihood >= best_known - 1e-4)
+    out["em_collapsed"] = em_res.collapsed
+    out["em_seconds"] = time.perf_counter() - t0
+
+    matched = k == len(cell.p)
+    if matched:
+        perm = match_components(truth.p, em_res.p)
+        out["em_error_p"] = float(np.max(np.abs(em_res.p[perm] - truth.p)))
+        out["em_error_w"] = float(np.max(np.abs(em_res.weights[perm] - truth.weights)))
+        se = standard_errors(data, em_res.params)
+        zq = float(norm.ppf(0.5 + 0.89 / 2))
+        if not se.singular:
+            lo, hi = em_res.p[perm] - zq * se.p[perm], em_res.p[perm] + zq * se.p[perm]
+            out["em_coverage_p"] = float(np.mean((lo <= truth.p) & (truth.p <= hi)))
+
+    # Bayesian side: compiled once per (K, trials) in this process.
+    t1 = time.perf_counter()
+    n_before = len(COMPILE_EVENTS)
+    mm, compiled = _compiled(k, cell.trials)
+    out["compiled_model"] = len(COMPILE_EVENTS) > n_before  # False: reused in this process
+    counts = np.bincount(heads, minlength=cell.trials + 1).astype(np.int64)
+    mm.set_counts(counts)
+    maps = mm.find_map([("em", em_res.weights, em_res.p)], n_random=2, seed=s_map)
+    best_map = maps[0]
+    agreement = compare_fits(
+        em_res.params,
+        em_res.log_likelihood + _flat_prior_const(k),
+        em_res.log_likelihood,
+        MixtureParams(best_map.weights, best_map.p),
+        best_map.log_posterior,
+        best_map.log_likelihood,
+        trials=data.trials,
+        counts=data.counts,
+        identifiable=not em_res.collapsed and data.max_trials >= 2 * k - 1,
+        tolerances=TOLERANCES,
+    )
+    out["map_em_agree"] = agreement["agree"]
+    out["map_em_objective_difference"] = agreement["objective_difference"]
+    post = nutpie.sample(
+        compiled.with_data(counts=counts),
+        draws=spec.draws,
+        tune=spec.tune,
+        chains=spec.chains,
+        seed=int(s_post.generate_state(1)[0]),
+        progress_bar=False,
+    )["posterior"]
+    w = np.asarray(post["w"].transpose("chain", "draw", "component"))
+    p = np.asarray(post["p"].transpose("chain", "draw", "component"))
+    perms = hungarian_permutations(p, em_res.p)
+    sw = switching_summary(perms)
+    out["label_switching"] = sw["detected"]
+    w_rel, p_rel = apply_permutations(w, perms), apply_permutations(p, perms)
+    diag_raw, diag_rel = rhat_ess({"p": p}), rhat_ess({"p": p_rel})
+    out["rhat_raw"] = diag_raw["p"]["max_rhat"]
+    out["rhat_relabelled"] = diag_rel["p"]["max_rhat"]
+    if matched:
+        perm = match_components(truth.p, em_res.p)
+        flat = p_rel.reshape(-1, k)[:, perm]
+        lo, hi = np.quantile(flat, [0.055, 0.945], axis=0)
+        out["posterior_coverage_p"] = float(np.mean((lo <= truth.p) & (truth.p <= hi)))
+        out["posterior_error_p"] = float(np.max(np.abs(flat.mean(axis=0) - truth.p)))
+        out["posterior_error_w"] = float(
+            np.max(np.abs(w_rel.reshape(-1, k)[:, perm].mean(axis=0) - truth.weights))
+        )
+    out["mcmc_seconds"] = time.perf_counter() - t1
+    return out
+
+
+def _flat_prior_const(k: int) -> float:
+    """log density of the flat priors (Dirichlet(1): log Gamma(K); Beta(1, 1): 0)."""
+    return float(math.lgamma(k))
+
+
+# ---------------------------------------------------------------------- the study
+def _row_path(out: Path, i: int, r: int) -> Path:
+    return out / ROWS_DIR / f"cell{i:03d}-rep{r:05d}.parquet"
+
+
+def _write_row(out: Path, row: dict) -> None:
+    import pandas as pd
+
+    path = _row_path(out, row["cell"], row["replicate"])
+    tmp = path.with_suffix(".tmp")
+    pd.DataFrame([row]).to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _prepare(spec: StudySpec, out: Path) -> None:
+    """Create DIR, or check that the SPEC in it is this one (then resume)."""
+    spec_file = out / SPEC_FILE
+    if out.exists() and any(out.iterdir()):
+        if not spec_file.is_file():
+            raise ValueError(f"--out: {str(out)!r} is not empty and holds no study")
+        stored = json.loads((out / "study.json").read_text())["spec_sha256"]
+        if stored != spec.digest:
+            raise ValueError(
+                f"--out: {str(out)!r} holds a study of a different SPEC "
+                "(give another DIR, or the SPEC it was run with)"
+            )
+    (out / ROWS_DIR).mkdir(parents=True, exist_ok=True)
+    if not spec_file.is_file():
+        spec_file.write_text(spec.text)
+        (out / "study.json").write_text(
+            json.dumps({"spec_sha256": spec.digest, "seed": spec.seed}, indent=2) + "\n"
+        )
+
+
+def _progress(done: int, total: int, start: float, resumed: int) -> None:
+    elapsed = time.perf_counter() - start
+    fresh = done - resumed
+    left = (elapsed / fresh) * (total - done) if fresh else float("nan")
+    width = 30
+    bar = "#" * int(width * done / total) + "-" * (width - int(width * done / total))
+    eta = f"{left:5.0f} s left" if math.isfinite(left) else "  ... left"
+    sys.stderr.write(f"\r[{bar}] {done}/{total} replicates, {elapsed:5.0f} s, {eta}")
+    sys.stderr.flush()
+
+
+def run_study(spec: StudySpec, out, *, scheduler: str | None = None, workers: int = 2) -> dict:
+    """Run every replicate not yet in DIR, on Dask; write the study report; return the summary."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    out = Path(out)
+    _prepare(spec, out)
+    todo = [(i, r) for i, r in spec.tasks() if not _row_path(out, i, r).is_file()]
+    total = len(spec.tasks())
+    resumed = total - len(todo)
+    start = time.perf_counter()
+    if todo:
+        cluster = None
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            client = Client(cluster)
+        try:
+            futures = [
+                client.submit(
+                    run_replicate,
+                    spec,
+                    i,
+                    r,
+                    pure=False,
+                    key=f"replicate-{i}-{r}-{spec.digest[:8]}",
+                )
+                for i, r in todo
+            ]
+            done = resumed
+            _progress(done, total, start, resumed)
+            for fut in as_completed(futures):
+                _write_row(out, fut.result())
+                done += 1
+                _progress(done, total, start, resumed)
+            sys.stderr.write("\n")
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    summary = summarise(out, spec)
+    _write_study_report(out, spec, summary)
+    return summary
+
+
+# ---------------------------------------------------------------------- the report
+def _wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default)."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    phat = successes / n
+    denom = 1 + z * z / n
+    centre = (phat + z * z / (2 * n)) / denom
+    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def load_rows(out):
+    """Every replicate's row in DIR, sorted by (cell, replicate)."""
+    import pandas as pd
+
+    files = sorted((Path(out) / ROWS_DIR).glob("*.parquet"))
+    if not files:
+        return pd.DataFrame()
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True).sort_values(
+        ["cell", "replicate"], ignore_index=True
+    )
+
+
+_RATES = (
+    ("em_global", "EM's best restart reached the best known optimum"),
+    ("map_em_agree", "MAP and EM agree"),
+    ("label_switching", "label switching detected"),
+)
+
+
+def summarise(out, spec: StudySpec) -> dict:
+    """Per-cell rates with 95% Wilson intervals, coverage and errors."""
+    rows = load_rows(out)
+    cells = []
+    for i, cell in enumerate(spec.cells):
+        sub = rows[rows["cell"] == i] if len(rows) else rows
+        ok = sub[sub["status"] == "ok"] if len(sub) else sub
+        entry = {
+            "cell": i,
+            "name": cell.name,
+            "n": cell.n,
+            "trials": cell.trials,
+            "weights": list(cell.weights),
+            "p": list(cell.p),
+            "separation": float(np.min(np.diff(np.sort(cell.p)))) if len(cell.p) > 1 else 1.0,
+            "replicates": int(len(sub)),
+            "failed": int(len(sub) - len(ok)),
+        }
+        for col, _ in _RATES:
+            if len(ok) and col in ok:
+                s = int(ok[col].astype(bool).sum())
+                entry[col] = {
+                    "rate": s / len(ok),
+                    "ci95": list(_wilson(s, len(ok))),
+                    "count": s,
+                    "of": int(len(ok)),
+                }
+        for col in (
+            "em_coverage_p",
+            "posterior_coverage_p",
+            "em_error_p",
+            "posterior_error_p",
+            "rhat_raw",
+            "rhat_relabelled",
+            "seconds",
+        ):
+            if len(ok) and col in ok and ok[col].notna().any():
+                entry[col] = float(ok[col].mean())
+        for col in ("k_aic", "k_bic", "k_icl"):
+            if len(ok) and col in ok:
+                entry[col] = {str(k): int(v) for k, v in ok[col].value_counts().items()}
+        cells.append(entry)
+    errors = (
+        []
+        if not len(rows)
+        else [
+            {"cell": int(x.cell), "replicate": int(x.replicate), "error": x.error}
+            for x in rows[rows["status"] == "error"].itertuples()
+        ]
+    )
+    return {"cells": cells, "errors": errors, "total_replicates": int(len(rows))}
+
+
+def _write_study_report(out: Path, spec: StudySpec, summary: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from compare.report import render_html, render_markdown
+
+    (out / "figures").mkdir(exist_ok=True)
+    cells = summary["cells"]
+    figs = {}
+    for key, xkey, label, name in (
+        (
+            "em_global",
+            "separation",
+            "separation of the true biases (min |p_i - p_j|)",
+            "em_global_vs_separation.png",
+        ),
+        ("map_em_agree", "n", "sequences N", "agreement_vs_n.png"),
+    ):
+        fig, ax = plt.subplots(figsize=(5.5, 3.4))
+        xs = [c[xkey] for c in cells if key in c]
+        ys = [c[key]["rate"] for c in cells if key in c]
+        lo = [max(0.0, c[key]["rate"] - c[key]["ci95"][0]) for c in cells if key in c]
+        hi = [max(0.0, c[key]["ci95"][1] - c[key]["rate"]) for c in cells if key in c]
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel(label)
+        ax.set_ylabel(dict(_RATES)[key] + " (rate)")
+        if xkey == "n":
+            ax.set_xscale("log")
+        fig.savefig(
+            out / "figures" / name, dpi=90, bbox_inches="tight", metadata={"Software": None}
+        )
+        plt.close(fig)
+        figs[key] = name
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for col, mark, lab in (
+        ("em_coverage_p", "o", "EM (Wald 89%)"),
+        ("posterior_coverage_p", "s", "posterior (ETI 89%)"),
+    ):
+        pts = [(c["n"], c[col]) for c in cells if col in c]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), mark, label=lab)
+    ax.axhline(0.89, color="0.5", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("sequences N")
+    ax.set_ylabel("coverage of the true p")
+    ax.legend(fontsize=8)
+    fig.savefig(
+        out / "figures" / "coverage_vs_n.png",
+        dpi=90,
+        bbox_inches="tight",
+        metadata={"Software": None},
+    )
+    plt.close(fig)
+    figs["coverage"] = "coverage_vs_n.png"
+
+    def pct(entry, key):
+        if key not in entry:
+            return "n/a"
+        e = entry[key]
+        return f"{e['rate']:.2f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}] ({e['count']}/{e['of']})"
+
+    rows = []
+    for c in cells:
+        rows.append(
+            [
+                c["name"],
+                str(c["n"]),
+                str(c["trials"]),
+                ", ".join(f"{x:g}" for x in c["p"]),
+                str(c["replicates"]),
+                str(c["failed"]),
+                pct(c, "em_global"),
+                pct(c, "map_em_agree"),
+                pct(c, "label_switching"),
+                f"{c.get('em_coverage_p', float('nan')):.2f}",
+                f"{c.get('posterior_coverage_p', float('nan')):.2f}",
+                f"{c.get('em_error_p', float('nan')):.3g}",
+            ]
+        )
+    blocks = [
+        ("h1", "Simulation study"),
+        (
+            "p",
+            f"{len(cells)} cells x {spec.replicates} replicates, seed {spec.seed}; EM with "
+            f"{spec.restarts} restarts (best known optimum from {spec.reference_restarts} "
+            f"more and a start at the truth); NUTS (nutpie) {spec.chains} chains x "
+            f"({spec.tune} + {spec.draws}). Rates with 95% Wilson intervals.",
+        ),
+        (
+            "table",
+            [
+                "cell",
+                "N",
+                "trials",
+                "true p",
+                "replicates",
+                "failed",
+                "EM global optimum",
+                "MAP/EM agree",
+                "label switching",
+                "EM coverage",
+                "posterior coverage",
+                "EM max |p error|",
+            ],
+            rows,
+        ),
+        ("img", figs["em_global"], "EM's global-optimum rate against the separation"),
+        ("img", figs["coverage"], "Coverage of the true biases against N"),
+        ("img", figs["map_em_agree"], "MAP/EM agreement against N"),
+    ]
+    if summary["errors"]:
+        blocks.append(("h2", "Failed replicates"))
+        blocks.append(
+            (
+                "ul",
+                [
+                    f"cell {e['cell']} replicate {e['replicate']}: {e['error']}"
+                    for e in summary["errors"]
+                ],
+            )
+        )
+    (out / "study.md").write_text(render_markdown(blocks))
+    (out / "study.html").write_text(render_html(blocks, out))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

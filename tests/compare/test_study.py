@@ -1,0 +1,200 @@
+"""Simulation studies on Dask: a tiny study, resume, workers, bad SPECs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from compare.cli import main
+from compare.study import load_rows, load_spec, run_replicate, run_study
+
+TINY = """
+replicates = 2
+seed = 7
+[fit]
+restarts = 4
+reference_restarts = 8
+draws = 60
+tune = 60
+chains = 2
+[[cells]]
+name = "separated"
+weights = [0.5, 0.5]
+p = [0.2, 0.8]
+trials = 10
+n = 60
+[[cells]]
+name = "one coin, K = 1-2"
+weights = [1.0]
+p = [0.4]
+trials = 8
+n = 40
+components = "1-2"
+"""
+VOLATILE = ["seconds", "em_seconds", "mcmc_seconds", "worker_pid", "compiled_model"]
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("spec") / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_worker(spec_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study1") / "study"
+    summary = run_study(load_spec(spec_file), out, workers=1)
+    return out, summary
+
+
+@pytest.mark.slow
+def test_tiny_study(one_worker):
+    out, summary = one_worker
+    rows = load_rows(out)
+    assert len(rows) == 4 and set(rows["status"]) == {"ok"}
+    for name in (
+        "study.md",
+        "study.html",
+        "summary.json",
+        "spec.toml",
+        "figures/em_global_vs_separation.png",
+        "figures/coverage_vs_n.png",
+        "figures/agreement_vs_n.png",
+    ):
+        assert (out / name).is_file(), name
+    sep = summary["cells"][0]
+    assert sep["em_global"]["of"] == 2 and sep["map_em_agree"]["rate"] == 1.0
+    assert 0 <= sep["em_global"]["ci95"][0] <= sep["em_global"]["rate"]
+    one = rows[rows["cell"] == 1]
+    assert set(one["k_bic"]) == {1}  # one coin: BIC picks K = 1
+    # compiled once per (K, trials) in the worker process, not once per replicate
+    assert rows["compiled_model"].sum() == 2 and rows["worker_pid"].nunique() == 1
+
+
+@pytest.mark.slow
+def test_results_do_not_depend_on_the_number_of_workers(one_worker, spec_file, tmp_path):
+    out1, _ = one_worker
+    out2 = tmp_path / "two"
+    run_study(load_spec(spec_file), out2, workers=2)
+    a, b = load_rows(out1).drop(columns=VOLATILE), load_rows(out2).drop(columns=VOLATILE)
+    pd.testing.assert_frame_equal(a, b)
+    # and any replicate reruns alone with the same numbers
+    alone = pd.DataFrame([run_replicate(load_spec(spec_file), 0, 1)]).drop(columns=VOLATILE)
+    ref = a[(a["cell"] == 0) & (a["replicate"] == 1)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone[ref.columns], ref, check_dtype=False)
+
+
+@pytest.mark.slow
+def test_resume_after_a_killed_run(spec_file, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "compare",
+        "study",
+        str(spec_file),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 240
+    rows_dir = out / "replicates"
+    while time.time() < deadline:
+        if rows_dir.is_dir() and any(rows_dir.glob("*.parquet")):
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = {p.name: p.stat().st_mtime_ns for p in rows_dir.glob("*.parquet")}
+    assert 1 <= len(first) < 4
+    assert main(["study", str(spec_file), "--out", str(out), "--workers", "1"]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in rows_dir.glob("*.parquet")}
+    assert len(after) == 4
+    assert all(after[name] == mtime for name, mtime in first.items())  # not recomputed
+
+
+def test_a_different_spec_in_dir_is_refused(spec_file, tmp_path, capsys):
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "spec.toml").write_text(TINY)
+    (out / "study.json").write_text('{"spec_sha256": "something else", "seed": 7}')
+    assert main(["study", str(spec_file), "--out", str(out)]) == 2
+    assert "holds a study of a different SPEC" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("replicates = 2\n", "needs at least one [[cells]] table"),
+        (
+            "replicates = 0\n[[cells]]\nweights=[1.0]\np=[0.5]\ntrials=5\nn=10\n",
+            "replicates must be an integer >= 1, got 0",
+        ),
+        (
+            "replicates = 1\n[[cells]]\nweights=[0.6, 0.6]\np=[0.5, 0.7]\ntrials=5\nn=10\n",
+            "cells[0]: weights must be >= 0 and sum to 1",
+        ),
+        (
+            "replicates = 1\n[[cells]]\nweights=[1.0]\np=[1.5]\ntrials=5\nn=10\n",
+            "cells[0]: p must lie in [0, 1]",
+        ),
+        (
+            "replicates = 1\n[[cells]]\nweights=[1.0]\np=[0.5]\nn=10\n",
+            "cells[0]: missing key 'trials'",
+        ),
+        (
+            "replicates = 1\n[[cells]]\nweights=[1.0]\np=[0.5]\ntrials=5\nn=10\ncomponents='x'\n",
+            "cells[0]: components must be an integer >= 1 or 'LOW-HIGH'",
+        ),
+        ("replicates = 1\ncolour = 'red'\n", "unknown key 'colour'"),
+        (
+            "replicates = 1\n[fit]\ndraws = 0\n[[cells]]\nweights=[1.0]\np=[0.5]\ntrials=5\nn=9\n",
+            "fit.draws must be an integer >= 1, got 0",
+        ),
+        ("replicates = [", "not valid TOML"),
+    ],
+)
+def test_malformed_spec_is_one_line_and_status_2(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["study", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not Path(tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_an_existing_scheduler_gets_the_same_tasks(one_worker, spec_file, tmp_path):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        out = tmp_path / "remote"
+        assert (
+            main(
+                [
+                    "study",
+                    str(spec_file),
+                    "--out",
+                    str(out),
+                    "--scheduler",
+                    cluster.scheduler_address,
+                ]
+            )
+            == 0
+        )
+    out1, _ = one_worker
+    pd.testing.assert_frame_equal(
+        load_rows(out1).drop(columns=VOLATILE), load_rows(out).drop(columns=VOLATILE)
+    )
