@@ -36,6 +36,7 @@ report: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_em.py
 	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_study.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

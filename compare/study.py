@@ -331,6 +331,7 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
         tune=spec.tune,
         chains=spec.chains,
         seed=int(s_post.generate_state(1)[0]),
+        cores=1,  # one core per worker process: parallelism comes from the workers
         progress_bar=False,
     )["posterior"]
     w = np.asarray(post["w"].transpose("chain", "draw", "component"))
