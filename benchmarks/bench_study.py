@@ -42,8 +42,8 @@ def main() -> None:
             wall = time.perf_counter() - t0
             rows = load_rows(Path(tmp) / "study")
         rates[workers] = total / wall * 60
-        comp = rows[rows["compiled_model"]]
-        reused = rows[~rows["compiled_model"]]
+        comp = rows[rows["compiled_models"] > 0]
+        reused = rows[rows["compiled_models"] == 0]
         print(f"  {workers:>7d}  {wall:>7.1f}  {rates[workers]:>14.1f}  {len(comp):>8d}  "
               f"{len(reused):>6d}  {comp['seconds'].mean():>20.2f}  "
               f"{reused['seconds'].mean():>18.2f}")

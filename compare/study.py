@@ -306,7 +306,6 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
     t1 = time.perf_counter()
     n_before = len(COMPILE_EVENTS)
     mm, compiled = _compiled(k, cell.trials)
-    out["compiled_model"] = len(COMPILE_EVENTS) > n_before  # False: reused in this process
     counts = np.bincount(heads, minlength=cell.trials + 1).astype(np.int64)
     mm.set_counts(counts)
     maps = mm.find_map([("em", em_res.weights, em_res.p)], n_random=2, seed=s_map)
@@ -352,8 +351,37 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
         out["posterior_error_w"] = float(
             np.max(np.abs(w_rel.reshape(-1, k)[:, perm].mean(axis=0) - truth.weights))
         )
+    if len(cell.components) > 1:  # the K that PSIS-LOO prefers, per sequence
+        out["k_loo"] = _loo_choice(spec, cell, counts, s_post)
     out["mcmc_seconds"] = time.perf_counter() - t1
+    out["compiled_models"] = len(COMPILE_EVENTS) - n_before  # 0: all reused in this process
     return out
+
+
+def _loo_choice(spec: StudySpec, cell: Cell, counts: np.ndarray, seed) -> int:
+    """Sample each candidate K's model (compiled once per process) and pick the best LOO."""
+    import nutpie
+
+    from compare.selection import weighted_loo
+
+    best, best_elpd = None, -np.inf
+    for k, child in zip(cell.components, seed.spawn(len(cell.components)), strict=True):
+        mm, compiled = _compiled(k, cell.trials)
+        mm.set_counts(counts)
+        idata = nutpie.sample(
+            compiled.with_data(counts=counts),
+            draws=spec.draws,
+            tune=spec.tune,
+            chains=spec.chains,
+            seed=int(child.generate_state(1)[0]),
+            cores=1,
+            progress_bar=False,
+        )
+        mm.add_derived(idata)
+        elpd = weighted_loo(mm, idata)["elpd_loo"]
+        if elpd > best_elpd:
+            best, best_elpd = k, elpd
+    return best
 
 
 def _flat_prior_const(k: int) -> float:
@@ -522,7 +550,7 @@ def summarise(out, spec: StudySpec) -> dict:
         ):
             if len(ok) and col in ok and ok[col].notna().any():
                 entry[col] = float(ok[col].mean())
-        for col in ("k_aic", "k_bic", "k_icl"):
+        for col in ("k_aic", "k_bic", "k_icl", "k_loo"):
             if len(ok) and col in ok:
                 entry[col] = {str(k): int(v) for k, v in ok[col].value_counts().items()}
         cells.append(entry)
