@@ -248,7 +248,6 @@ def run_replicate(spec: StudySpec, i: int, r: int) -> dict:
 
 
 def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
-    import nutpie
     from scipy.stats import norm
 
     from compare.agreement import TOLERANCES, compare_fits, match_components
@@ -324,15 +323,7 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
     )
     out["map_em_agree"] = agreement["agree"]
     out["map_em_objective_difference"] = agreement["objective_difference"]
-    post = nutpie.sample(
-        compiled.with_data(counts=counts),
-        draws=spec.draws,
-        tune=spec.tune,
-        chains=spec.chains,
-        seed=int(s_post.generate_state(1)[0]),
-        cores=1,  # one core per worker process: parallelism comes from the workers
-        progress_bar=False,
-    )["posterior"]
+    post = _sample(spec, compiled, counts, s_post)["posterior"]
     w = np.asarray(post["w"].transpose("chain", "draw", "component"))
     p = np.asarray(post["p"].transpose("chain", "draw", "component"))
     perms = hungarian_permutations(p, em_res.p)
@@ -358,25 +349,30 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
     return out
 
 
-def _loo_choice(spec: StudySpec, cell: Cell, counts: np.ndarray, seed) -> int:
-    """Sample each candidate K's model (compiled once per process) and pick the best LOO."""
+def _sample(spec: StudySpec, compiled, counts: np.ndarray, seed: np.random.SeedSequence):
+    """NUTS (nutpie) on a compiled model with these counts swapped in."""
     import nutpie
 
+    return nutpie.sample(
+        compiled.with_data(counts=counts),
+        draws=spec.draws,
+        tune=spec.tune,
+        chains=spec.chains,
+        seed=int(seed.generate_state(1)[0]),
+        cores=1,  # one core per worker process: parallelism comes from the workers
+        progress_bar=False,
+    )
+
+
+def _loo_choice(spec: StudySpec, cell: Cell, counts: np.ndarray, seed) -> int:
+    """Sample each candidate K's model (compiled once per process) and pick the best LOO."""
     from compare.selection import weighted_loo
 
     best, best_elpd = None, -np.inf
     for k, child in zip(cell.components, seed.spawn(len(cell.components)), strict=True):
         mm, compiled = _compiled(k, cell.trials)
         mm.set_counts(counts)
-        idata = nutpie.sample(
-            compiled.with_data(counts=counts),
-            draws=spec.draws,
-            tune=spec.tune,
-            chains=spec.chains,
-            seed=int(child.generate_state(1)[0]),
-            cores=1,
-            progress_bar=False,
-        )
+        idata = _sample(spec, compiled, counts, child)
         mm.add_derived(idata)
         elpd = weighted_loo(mm, idata)["elpd_loo"]
         if elpd > best_elpd:
