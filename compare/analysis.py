@@ -528,8 +528,9 @@ def run_selection(data: BinomialData, opts: ReportOptions, ks: list[int]) -> tup
         if k == k_star:
             idatas[k] = art["idata"]
             continue
-        prior_w = alpha if np.ndim(alpha) == 0 else 1.0  # a per-component alpha fits one K
-        model = MixtureModel(data, k, prior_weights=prior_w, prior_p=opts.prior_p)
+        if np.ndim(alpha) != 0:
+            raise ValueError("--prior-weights with a range of --components takes one number")
+        model = MixtureModel(data, k, prior_weights=alpha, prior_p=opts.prior_p)
         idatas[k] = model.sample(
             seed=child,
             draws=opts.draws,

@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         if len(ab) != 2:
             raise ValueError(f"--prior-p must be two numbers a,b, got {args.prior_p!r}")
         ks = parse_components(args.components)
+        if len(ks) > 1 and len(alpha) > 1:
+            raise ValueError("--prior-weights with a range of --components takes one number")
         opts = ReportOptions(
             components=ks[0],
             seed=_int(args.seed, "--seed", 0),

@@ -160,6 +160,10 @@ def test_force_replaces_the_folder(tmp_path):
         (["--components", "2", "--prior-p", "1,-1"], "--prior-p: Beta parameters must be > 0"),
         (["--components", "2", "--seed", "-3"], "--seed must be an integer >= 0"),
         (["--seed", "1"], "the following arguments are required: --components"),
+        (
+            ["--components", "1-3", "--prior-weights", "1,2,3"],
+            "--prior-weights with a range of --components takes one number",
+        ),
     ],
 )
 def test_cli_errors_are_one_line_with_status_2(capsys, tmp_path, argv, message):
