@@ -33,7 +33,9 @@ def _save(fig, path: Path) -> str:
 def trace_plot(p: np.ndarray, w: np.ndarray, path: Path, title: str) -> str:
     """Traces of p_j and w_j per chain (one line per chain)."""
     k = p.shape[-1]
-    fig, axes = plt.subplots(k, 2, figsize=(9, 1.6 * k + 0.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        k, 2, figsize=(9, 1.6 * k + 0.6), sharex=True, squeeze=False, layout="constrained"
+    )
     for j in range(k):
         for c in range(p.shape[0]):
             axes[j, 0].plot(p[c, :, j], lw=0.5, alpha=0.8, label=f"chain {c}")
@@ -89,7 +91,9 @@ def pmf_plot(panels: list[dict], path: Path) -> str:
     Each panel: ``n``, ``observed`` (frequencies), ``em``, ``map``, ``posterior_mean``,
     ``posterior_lower``, ``posterior_upper`` (arrays over heads = 0..n).
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False, layout="constrained"
+    )
     for ax, panel in zip(axes[0], panels, strict=True):
         h = np.arange(panel["n"] + 1)
         ax.bar(h, panel["observed"], color="0.8", label=f"observed ({panel['count']} seq.)")
@@ -118,7 +122,9 @@ def responsibilities_plot(outcomes: list[str], em_resp, post_resp, path: Path) -
     m, k = em_resp.shape
     show = min(m, 40)
     x = np.arange(show)
-    fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1, k, figsize=(3.6 * k, 3.2), squeeze=False, sharey=True, layout="constrained"
+    )
     for j, ax in enumerate(axes[0]):
         ax.plot(x, em_resp[:show, j], "s-", ms=3, label="EM")
         ax.plot(x, post_resp[:show, j], "o--", ms=3, label="posterior (relabelled)")
