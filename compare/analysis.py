@@ -244,7 +244,7 @@ def run_analysis(data: BinomialData, opts: ReportOptions) -> tuple[dict, dict]:
     perms_h = hungarian_permutations(p_raw, best_em.p)
     sw_h = switching_summary(perms_h)
     resp_size = math.prod(w_raw.shape) * data.n_outcomes
-    stephens = None
+    stephens = resp_raw = None
     if resp_size <= _MAX_STEPHENS:
         resp_raw = draw_responsibilities(data, w_raw, p_raw)
         perms_s, sweeps = stephens_permutations(resp_raw, data.counts, perms_h)
@@ -322,11 +322,10 @@ def run_analysis(data: BinomialData, opts: ReportOptions) -> tuple[dict, dict]:
     }
 
     # ---------------------------------------------------------------- posterior summaries
-    post_resp = (
-        draw_responsibilities(data, w_rel, p_rel).mean(axis=(0, 1))
-        if (resp_size <= _MAX_STEPHENS)
-        else None
-    )
+    # The relabelled draws' responsibilities are the raw ones with the same permutation.
+    post_resp = None
+    if resp_raw is not None:
+        post_resp = np.take_along_axis(resp_raw, perms[:, :, None, :], axis=-1).mean(axis=(0, 1))
     em_resp = e_step(data, best_em).resp
     sstats = idata["sample_stats"]
     posterior = {

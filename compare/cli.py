@@ -13,18 +13,10 @@ from pathlib import Path
 
 from em import load_data, parse_components
 from em._validation import parse_float_list
+from em.cli import _int, _Parser, _UsageError  # one-line usage errors, as em's CLI
 from models import DEFAULT_SAMPLER, SAMPLERS
 
 __all__ = ["main", "build_parser"]
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # noqa: D102 - argparse hook
-        raise _UsageError(f"{self.prog}: {message}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,16 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", default="10", metavar="S", help="time limit per call in seconds (default 10)"
     )
     return parser
-
-
-def _int(text: str, flag: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"{flag} must be an integer >= {minimum}, got {text!r}") from None
-    if value < minimum:
-        raise ValueError(f"{flag} must be an integer >= {minimum}, got {value}")
-    return value
 
 
 def _study(args) -> int:

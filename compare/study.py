@@ -333,8 +333,7 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
     diag_raw, diag_rel = rhat_ess({"p": p}), rhat_ess({"p": p_rel})
     out["rhat_raw"] = diag_raw["p"]["max_rhat"]
     out["rhat_relabelled"] = diag_rel["p"]["max_rhat"]
-    if matched:
-        perm = match_components(truth.p, em_res.p)
+    if matched:  # perm: EM's components matched to the truth, as above
         flat = p_rel.reshape(-1, k)[:, perm]
         lo, hi = np.quantile(flat, [0.055, 0.945], axis=0)
         out["posterior_coverage_p"] = float(np.mean((lo <= truth.p) & (truth.p <= hi)))
