@@ -163,3 +163,10 @@ def _is_numeric(value) -> bool:
             return False
         return True
     return False
+
+
+def check_method(value, methods: Sequence[str], name: str = "method") -> str:
+    """Return the method name if it is one of ``methods``."""
+    if value not in methods:
+        raise ValueError(f"{name} must be one of {', '.join(methods)}, got {_fmt(value)}")
+    return value

@@ -1,20 +1,46 @@
-"""The EM loop, restarts and the identification of distinct local optima."""
+"""The EM loop with a certified stopping rule, restarts and the distinct local optima.
+
+A run stops when a *certificate* (:mod:`em.certify`) says that at most ``tol`` nats of
+the objective remain to be gained: the distance to the optimum, not the size of the last
+step. The default method (``"newton"``) takes EM steps until the Hessian of the objective
+is negative definite, then Newton steps with the exact Hessian and a backtracking line
+search; where the optimum lies on a face of the parameter space (tied, empty or boundary
+components) it certifies there. ``method="em"`` is plain EM, step after step, as the
+chapter does it. Either way every accepted step raises the objective (the EM invariant).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from em import _validation as v
-from em.core import EStep, MixtureParams, Prior, e_step, log_likelihood, log_prior, m_step
+from em.certify import (
+    COLLAPSE_NATS,
+    Certificate,
+    Face,
+    accept,
+    aitken_gap,
+    face_newton,
+    newton_system,
+    noise,
+    propose_face,
+    step_size,
+    trial_point,
+    verify_face,
+)
+from em.core import EStep, MixtureParams, Prior, e_step, log_prior, m_step
 from em.data import BinomialData
+from em.derivatives import gradient_hessian
 
 __all__ = [
     "EMInvariantError",
     "Run",
     "Optimum",
     "FitResult",
+    "METHODS",
     "fit",
     "fit_data",
     "run_em",
@@ -22,13 +48,18 @@ __all__ = [
     "reduce_params",
 ]
 
-#: A log-likelihood change below this many nats is treated as no change when deciding
-#: whether components coincide (the fit is equivalent to one with fewer components).
-COLLAPSE_NATS = 1e-4
+#: The stopping rules: "newton" (EM, then Newton polish; the default), "em" (plain EM).
+METHODS = ("newton", "em")
 
-#: How far the objective may fall, relative to max(1, |objective|), before the EM
+#: Default tolerance: nats of objective still to gain, whatever N is.
+TOL = 1e-9
+
+#: How far the objective may fall, relative to the size of its terms, before the EM
 #: invariant (the objective never decreases) counts as broken: float rounding only.
-MONOTONE_RTOL = 1e-10
+MONOTONE_RTOL = 1e-12
+
+#: Iterations between two attempts to certify a run on a face of the parameter space.
+FACE_RETRY = 10
 
 _min = np.minimum.reduce
 
@@ -58,11 +89,19 @@ class Run:
     log_posterior : float or None
         Log-likelihood plus log prior density (MAP-EM); None without a prior.
     n_iter : int
-        EM updates performed.
+        Accepted updates (EM or Newton steps).
+    n_estep : int
+        E-step evaluations, line-search trials included: the cost of the run.
     converged : bool
-        Whether the objective's change fell below the tolerance within ``max_iter``.
+        Whether the certificate's gap is at most the tolerance.
+    certificate : Certificate
+        The estimate of the objective still to gain at ``params`` and how it was made.
     trace : ndarray
         The objective at theta^(0), theta^(1), ..., theta^(n_iter).
+    reduced : MixtureParams
+        The mixture with tied components merged and empty ones dropped, sorted by p: from
+        the certificate's face, else from :func:`reduce_params` (components closer than
+        1e-4 nats of log-likelihood merged).
     """
 
     start: str
@@ -71,13 +110,21 @@ class Run:
     log_likelihood: float
     log_posterior: float | None
     n_iter: int
+    n_estep: int
     converged: bool
+    certificate: Certificate
     trace: np.ndarray
+    reduced: MixtureParams
 
     @property
     def objective(self) -> float:
         """What EM maximised: ``log_posterior`` for MAP-EM, else ``log_likelihood``."""
         return self.log_likelihood if self.log_posterior is None else self.log_posterior
+
+    @property
+    def gap(self) -> float:
+        """Nats of objective still to gain, by the certificate (``inf`` if unknown)."""
+        return self.certificate.gap
 
     def to_dict(self) -> dict:
         """Plain-Python form for JSON."""
@@ -88,7 +135,10 @@ class Run:
             "weights": self.params.weights.tolist(),
             "p": self.params.p.tolist(),
             "n_iter": self.n_iter,
+            "n_estep": self.n_estep,
             "converged": self.converged,
+            "gap": self.certificate.to_dict()["gap"],
+            "certificate": self.certificate.to_dict(),
             "init": self.init.to_dict(),
             "trace": self.trace.tolist(),
         }
@@ -96,20 +146,22 @@ class Run:
 
 @dataclass(frozen=True, eq=False)
 class Optimum:
-    """A distinct local optimum (modulo label permutation and coinciding components).
+    """A distinct local optimum (modulo labels and tied components), reached by certified runs.
 
     Attributes
     ----------
     params : MixtureParams
         The best run's estimate that reached it (all K components, sorted by p).
     reduced : MixtureParams
-        The same mixture with coinciding components merged and empty ones dropped.
+        The same mixture with tied components merged and empty ones dropped.
     log_likelihood, log_posterior : float, float or None
         At ``params``.
     fraction : float
-        Share of the runs that reached this optimum (its basin's share of the starts).
+        Share of all runs that converged to it (its basin's share of the starts).
     runs : tuple of int
         Indices into :attr:`FitResult.runs`.
+    gap : float
+        The largest certified gap among those runs.
     """
 
     params: MixtureParams
@@ -118,6 +170,12 @@ class Optimum:
     log_posterior: float | None
     fraction: float
     runs: tuple[int, ...]
+    gap: float
+
+    @property
+    def objective(self) -> float:
+        """``log_posterior`` for MAP-EM, else ``log_likelihood``."""
+        return self.log_likelihood if self.log_posterior is None else self.log_posterior
 
     def to_dict(self) -> dict:
         """Plain-Python form for JSON."""
@@ -128,6 +186,7 @@ class Optimum:
             "p": self.params.p.tolist(),
             "fraction": self.fraction,
             "n_runs": len(self.runs),
+            "gap": self.gap,
             "effective_components": self.reduced.n_components,
             "reduced": self.reduced.to_dict(),
         }
@@ -142,16 +201,18 @@ class FitResult:
     data : BinomialData
     n_components : int
     params : MixtureParams
-        The best run's estimate (components sorted by p).
-    log_likelihood, log_posterior, n_iter, converged, trace
+        The best run's estimate (components sorted by p): the best converged run's, or
+        the best run's if none converged.
+    log_likelihood, log_posterior, n_iter, n_estep, converged, certificate, trace
         Those of the best run (see :class:`Run`).
     runs : tuple of Run
         Every run, the caller's start first, then the seeded random ones.
     optima : tuple of Optimum
-        Distinct optima, best first.
+        Distinct optima reached by converged runs, best first.
     warnings : tuple of dict
         Each ``{"code": ..., "message": ...}``; codes: ``collapsed``,
-        ``not_identifiable``, ``more_components_than_outcomes``, ``not_converged``.
+        ``not_identifiable``, ``more_components_than_outcomes``, ``not_converged``,
+        ``runs_not_converged``.
     seed : int
         The root entropy of the ``np.random.SeedSequence`` every random start came from.
     options : dict
@@ -164,7 +225,9 @@ class FitResult:
     log_likelihood: float
     log_posterior: float | None
     n_iter: int
+    n_estep: int
     converged: bool
+    certificate: Certificate
     trace: np.ndarray
     runs: tuple[Run, ...]
     optima: tuple[Optimum, ...]
@@ -183,9 +246,30 @@ class FitResult:
         return self.params.p
 
     @property
+    def gap(self) -> float:
+        """The best run's certified gap in nats."""
+        return self.certificate.gap
+
+    @property
+    def objective(self) -> float:
+        """``log_posterior`` for MAP-EM, else ``log_likelihood``."""
+        return self.log_likelihood if self.log_posterior is None else self.log_posterior
+
+    @property
     def restarts(self) -> tuple[Run, ...]:
         """Every run (the caller's start first); the name the CLI's JSON uses."""
         return self.runs
+
+    @property
+    def n_converged(self) -> int:
+        """How many runs converged."""
+        return sum(r.converged for r in self.runs)
+
+    @property
+    def max_converged_gap(self) -> float | None:
+        """The largest gap among the converged runs (None if none converged)."""
+        gaps = [r.gap for r in self.runs if r.converged]
+        return max(gaps) if gaps else None
 
     @property
     def collapsed(self) -> bool:
@@ -202,7 +286,12 @@ class FitResult:
             "log_likelihood": self.log_likelihood,
             "log_posterior": self.log_posterior,
             "n_iter": self.n_iter,
+            "n_estep": self.n_estep,
             "converged": self.converged,
+            "gap": self.certificate.to_dict()["gap"],
+            "certificate": self.certificate.to_dict(),
+            "n_converged": self.n_converged,
+            "max_converged_gap": self.max_converged_gap,
             "trace": self.trace.tolist(),
             "restarts": [r.to_dict() for r in self.runs],
             "optima": [o.to_dict() for o in self.optima],
@@ -219,20 +308,58 @@ def run_em(
     *,
     prior: Prior | None = None,
     fix: str | None = None,
-    tol: float = 1e-10,
+    tol: float = TOL,
     max_iter: int = 1000,
+    method: str = "newton",
     start: str = "user",
 ) -> Run:
-    """Iterate E- and M-steps from ``init`` until the objective stops increasing.
+    """Iterate from ``init`` until the certified gap is at most ``tol`` nats.
 
-    Converged when the objective rises by at most ``tol * max(1, |objective|)`` in one
-    iteration. Every iteration checks the EM invariant: a fall of more than
-    ``MONOTONE_RTOL * max(1, |objective|)`` raises :class:`EMInvariantError`.
+    See :func:`run_em_batch`; this runs one starting point.
     """
     batch = MixtureParams(init.weights[None], init.p[None])
     return run_em_batch(
-        data, batch, prior=prior, fix=fix, tol=tol, max_iter=max_iter, starts=[start]
+        data,
+        batch,
+        prior=prior,
+        fix=fix,
+        tol=tol,
+        max_iter=max_iter,
+        method=method,
+        starts=[start],
     )[0]
+
+
+class _Batch:
+    """The runs still iterating: their rows, parameters, E-steps and objectives."""
+
+    def __init__(self, rows, weights, p, expect: EStep, obj):
+        self.rows, self.weights, self.p, self.expect, self.obj = rows, weights, p, expect, obj
+
+    @property
+    def params(self) -> MixtureParams:
+        return MixtureParams._trusted(self.weights, self.p)
+
+    def keep(self, mask) -> _Batch:
+        return _Batch(
+            self.rows[mask],
+            self.weights[mask],
+            self.p[mask],
+            _take(self.expect, mask),
+            self.obj[mask],
+        )
+
+
+class _Log:
+    """What each run has done so far, indexed by its original row."""
+
+    def __init__(self, n: int):
+        self.trace: list[list[float]] = [[] for _ in range(n)]
+        self.increments: list[list[float]] = [[] for _ in range(n)]
+        self.n_iter = np.zeros(n, dtype=np.int64)
+        self.n_estep = np.zeros(n, dtype=np.int64)
+        self.next_face = np.zeros(n, dtype=np.int64)
+        self.final: list[tuple | None] = [None] * n
 
 
 def run_em_batch(
@@ -241,89 +368,260 @@ def run_em_batch(
     *,
     prior: Prior | None = None,
     fix: str | None = None,
-    tol: float = 1e-10,
+    tol: float = TOL,
     max_iter: int = 1000,
+    method: str = "newton",
     starts: list[str],
 ) -> list[Run]:
-    """:func:`run_em` from R starting points at once (``inits`` of shape (R, K)).
+    """EM from R starting points at once (``inits`` of shape (R, K)), certified.
 
-    The R runs advance in lockstep through the same batched E- and M-steps, so numpy's
-    per-call overhead is paid once per iteration, not once per run; a run that has
-    converged keeps its parameters while the others go on. Each run's result is what
-    :func:`run_em` alone would give.
+    Every iteration first certifies each run (:mod:`em.certify`): a run whose gap is at
+    most ``tol`` nats stops, converged. The others take one step: a Newton step with a
+    line search where the Hessian is negative definite (method ``"newton"``), else an EM
+    step. Runs advance in lockstep through the same batched E-steps, so numpy's per-call
+    overhead is paid once per iteration, not once per run; each run's result is what
+    :func:`run_em` alone would give. A run still uncertified after ``max_iter`` steps stops
+    with ``converged=False`` and its best gap estimate.
+
+    Raises
+    ------
+    EMInvariantError
+        If an accepted step lowers the objective beyond float rounding (a bug).
     """
-    n_runs = len(starts)
-    params = inits
-    expect = e_step(data, params)
-    obj = expect.log_likelihood + log_prior(params, prior)
-    alive = np.arange(n_runs)  # original index of each row still iterating
-    history = [(alive, obj)]
-    final_obj = obj.copy()
-    final_ll = np.array(expect.log_likelihood, dtype=float)
-    final_w, final_p = params.weights.copy(), params.p.copy()
-    n_iter = np.zeros(n_runs, dtype=np.int64)
-    converged = np.zeros(n_runs, dtype=bool)
-    for it in range(1, max_iter + 1):
-        params = m_step(expect, params, prior=prior, fix=fix)
-        expect = e_step(data, params)
-        new = expect.log_likelihood
-        if prior is not None:
-            new = new + log_prior(params, prior)
-        # Change of the objective relative to max(1, |objective|).
-        rel = new - obj
-        rel /= np.maximum(np.abs(new), 1.0)
-        worst = _min(rel)
-        if worst < -MONOTONE_RTOL:
-            r = int(np.argmin(rel))
-            raise EMInvariantError(
-                f"EM objective decreased at iteration {it}: {obj[r]!r} -> {new[r]!r} "
-                f"(start {starts[alive[r]]}, weights={params.weights[r].tolist()}, "
-                f"p={params.p[r].tolist()})"
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    log = _Log(len(starts))
+    expect = e_step(data, inits)
+    obj = np.asarray(expect.log_likelihood + log_prior(inits, prior), dtype=float)
+    batch = _Batch(np.arange(len(starts)), inits.weights.copy(), inits.p.copy(), expect, obj)
+    log.n_estep += 1
+    for r, o in zip(batch.rows, obj, strict=True):
+        log.trace[r].append(float(o))
+    for it in range(max_iter + 1):
+        done, newton = _certify(data, batch, log, prior, fix, tol, method, it, it == max_iter)
+        if done.all():
+            break
+        keep = ~done
+        batch = batch.keep(keep)
+        newton = tuple(a[keep] for a in newton)
+        _step(data, batch, newton, log, prior, fix, method, it + 1, starts)
+    return [_make_run(data, r, starts[r], inits[r], log, prior) for r in range(len(starts))]
+
+
+def _free(k: int, fix: str | None) -> tuple[np.ndarray, bool]:
+    """Free coordinates of (eta, lambda) and whether the eta gauge is among them."""
+    eta = [] if fix == "weights" else list(range(k))
+    lam = [] if fix == "p" else list(range(k, 2 * k))
+    return np.array(eta + lam, dtype=np.int64), fix != "weights"
+
+
+def _certify(data, batch: _Batch, log: _Log, prior, fix, tol, method, it, last):
+    """Certify every run of the batch; record those that are done.
+
+    Returns the mask of finished runs and, for every run, its Newton gap, step and
+    whether -H is positive definite (what :func:`_step` needs).
+    """
+    k = batch.p.shape[-1]
+    g, h = gradient_hessian(data, batch.params, prior, batch.expect)
+    idx, gauge = _free(k, fix)
+    gap, step, definite, saddle = newton_system(g, h, idx, gauge, data.n_sequences)
+    done = np.zeros(batch.rows.size, dtype=bool)
+    for i, r in enumerate(batch.rows):
+        cert = None
+        if definite[i]:
+            cert = Certificate(float(gap[i]), "newton", _NEWTON_DETAIL)
+            if method == "newton" and gap[i] <= tol and fix is None and not last:
+                cert = _adopt_face(data, batch, i, log, prior, tol) or cert
+        elif method == "newton" and fix is None and not last and it >= log.next_face[r]:
+            cert = _adopt_face(data, batch, i, log, prior, tol)
+            if cert is None:
+                log.next_face[r] = it + FACE_RETRY
+        if cert is None and not definite[i] and not saddle[i]:
+            a, rate = aitken_gap(log.increments[r])
+            cert = (
+                Certificate(
+                    a, "aitken", f"Aitken extrapolation of the EM increments (rate {rate:.6g})"
+                )
+                if np.isfinite(a)
+                else None
             )
-        history.append((alive, new))
-        obj = new
-        last = it == max_iter
-        if last or worst <= tol:  # some run has converged (or all must stop)
-            done = rel <= tol
-            rows = np.arange(alive.size) if last else np.flatnonzero(done)
-            idx = alive[rows]
-            n_iter[idx] = it
-            converged[idx] = done[rows]
-            final_obj[idx], final_ll[idx] = new[rows], expect.log_likelihood[rows]
-            final_w[idx], final_p[idx] = params.weights[rows], params.p[rows]
-            keep = ~done
-            if last or not keep.any():
-                break
-            # Drop the finished runs from the batch.
-            alive, obj, params = alive[keep], obj[keep], params[keep]
-            expect = _take(expect, keep)
-    trace_arr = np.full((len(history), n_runs), np.nan)
-    for i, (rows, values) in enumerate(history):
-        trace_arr[i, rows] = values
-    final = MixtureParams(final_w, final_p)
-    if prior is None or len(set(prior.alpha)) == 1:
-        # Exchangeable components: list them by increasing p. An asymmetric Dirichlet
-        # tells the components apart by label, so then the labels are kept.
-        final = final.sorted()
-    return [
-        Run(
-            start=starts[r],
-            init=inits[r],
-            params=final[r],
-            log_likelihood=float(final_ll[r]),
-            log_posterior=None if prior is None else float(final_obj[r]),
-            n_iter=int(n_iter[r]),
-            converged=bool(converged[r]),
-            trace=trace_arr[: n_iter[r] + 1, r].copy(),
+        if cert is None:
+            why = (
+                "a saddle: the Hessian has a positive eigenvalue"
+                if saddle[i]
+                else ("the Hessian is singular and no stable EM rate is seen")
+            )
+            cert = Certificate(float("inf"), "none", why)
+        if cert.gap <= tol or last:
+            done[i] = True
+            log.final[r] = (
+                batch.weights[i].copy(),
+                batch.p[i].copy(),
+                float(batch.obj[i]),
+                float(batch.expect.log_likelihood[i]),
+                cert,
+                cert.gap <= tol,
+            )
+    slope = np.einsum("bi,bi->b", g, step)
+    curvature = np.einsum("bi,bij,bj->b", step, h, step)
+    slow = np.array([_em_is_slow(log.increments[r]) for r in batch.rows], dtype=bool)
+    # The first step is always EM's: cheap, safe far from the optimum, and exact at once
+    # where the M-step is the answer (K = 1).
+    first = log.n_iter[batch.rows] == 0
+    return done, (step, slope, curvature, ~first & (definite | (saddle & slow)))
+
+
+def _em_is_slow(increments) -> bool:
+    """EM steps that grow, as they do when EM creeps away from a saddle point."""
+    d = increments[-4:]
+    return len(d) == 4 and all(b >= a > 0 for a, b in zip(d, d[1:], strict=False))
+
+
+_NEWTON_DETAIL = "Newton decrement g'(-H)^-1 g / 2, exact gradient and Hessian (negative definite)"
+
+
+def _adopt_face(data, batch: _Batch, i: int, log: _Log, prior, tol) -> Certificate | None:
+    """Move run i onto the face it is near, if the optimum there is a verified local max.
+
+    Returns the face certificate and updates the run in place, or None (run unchanged).
+    """
+    r = batch.rows[i]
+    params = MixtureParams._trusted(batch.weights[i].copy(), batch.p[i].copy())
+    # How near a face must be to be tried: 1e-4 nats, or ten times the gain EM still
+    # expects when it creeps (a slow linear rate), so that a slow approach is cut short.
+    remaining, _ = aitken_gap(log.increments[r])
+    nats = COLLAPSE_NATS if not np.isfinite(remaining) else max(COLLAPSE_NATS, 10 * remaining)
+    face, start, evals = propose_face(data, params, prior, nats)
+    log.n_estep[r] += evals
+    if face.interior:
+        return None
+    found, evals = face_newton(data, start, face, prior, None, tol=tol)
+    log.n_estep[r] += evals
+    if found is None:
+        return None
+    new, expect, obj, gap, h = found
+    worse = obj < batch.obj[i] - noise(data, batch.obj[i])
+    if worse or verify_face(data, new, face, prior, None, h):
+        return None
+    new = _park_empty(new, face)
+    if not np.array_equal(new.weights, batch.weights[i]) or not np.array_equal(new.p, batch.p[i]):
+        batch.weights[i], batch.p[i], batch.obj[i] = new.weights, new.p, obj
+        _put(batch.expect, i, expect)
+        log.n_iter[r] += 1
+        log.trace[r].append(obj)
+        log.increments[r].clear()
+    detail = (
+        f"Newton decrement on the face ({face.describe()}; {face.n_effective} effective "
+        "component(s)), verified a local maximum of the whole model"
+    )
+    return Certificate(gap, "newton-face", detail, face)
+
+
+def _park_empty(params: MixtureParams, face: Face) -> MixtureParams:
+    """Give each empty component the bias of the nearest group (the likelihood is unchanged).
+
+    A component of weight 0 has no identified bias; placing it on a support point of the
+    fitted mixture makes a collapse read as one (every component at the common bias).
+    """
+    if not face.empty:
+        return params
+    p = params.p.copy()
+    support = np.array([p[g[0]] for g in face.groups])
+    for j in face.empty:
+        p[j] = support[np.argmin(np.abs(support - p[j]))]
+    return MixtureParams._trusted(params.weights, p)
+
+
+def _step(data, batch: _Batch, newton, log: _Log, prior, fix, method, it, starts) -> None:
+    """One accepted update per run, in place.
+
+    With method "newton": a Newton step where -H is positive definite, a step along the
+    direction of positive curvature at a saddle, each with a backtracking line search;
+    an EM step where neither applies or the search fails.
+    """
+    step, slope, curvature, steerable = newton
+    old = batch.obj.copy()
+    use_newton = steerable & (method == "newton")
+    moved = np.zeros(batch.rows.size, dtype=bool)
+    if use_newton.any():
+        rows = np.flatnonzero(use_newton)
+        ok, evals = _newton_search(
+            data, batch, rows, step[rows], slope[rows], curvature[rows], prior
         )
-        for r in range(n_runs)
-    ]
+        log.n_estep[batch.rows[rows]] += evals
+        moved[rows[ok]] = True
+    em_rows = np.flatnonzero(~moved)
+    if em_rows.size:
+        sub = batch.keep(em_rows)
+        params = m_step(sub.expect, sub.params, prior=prior, fix=fix)
+        expect = e_step(data, params)
+        log.n_estep[sub.rows] += 1
+        batch.weights[em_rows], batch.p[em_rows] = params.weights, params.p
+        batch.obj[em_rows] = expect.log_likelihood + log_prior(params, prior)
+        _put(batch.expect, em_rows, expect)
+    _check_invariant(data, batch, old, it, starts)
+    for i, r in enumerate(batch.rows):
+        log.n_iter[r] += 1
+        log.trace[r].append(float(batch.obj[i]))
+        if moved[i]:
+            log.increments[r].clear()
+        else:
+            log.increments[r].append(float(batch.obj[i] - old[i]))
 
 
-def _take(expect: EStep, rows: np.ndarray) -> EStep:
+def _newton_search(
+    data, batch: _Batch, rows, step, slope, curvature, prior
+) -> tuple[np.ndarray, np.ndarray]:
+    """Backtracking line search along ``step`` for ``rows``; updates the accepted rows.
+
+    A trial t is accepted when the objective rises by at least ARMIJO times the model's
+    gain ``t slope + t^2 max(curvature, 0) / 2`` (or, when that gain is below rounding,
+    does not fall). Returns which rows accepted a step and the E-step evaluations each
+    spent.
+    """
+    t = step_size(step)
+    pending = np.ones(rows.size, dtype=bool)
+    ok = np.zeros(rows.size, dtype=bool)
+    evals = np.zeros(rows.size, dtype=np.int64)
+    for _ in range(30):
+        sub = np.flatnonzero(pending)
+        if sub.size == 0:
+            break
+        i = rows[sub]
+        trial = trial_point(batch.weights[i], batch.p[i], t[sub, None] * step[sub])
+        expect = e_step(data, trial)
+        new = expect.log_likelihood + log_prior(trial, prior)
+        evals[sub] += 1
+        ts = t[sub]
+        model = ts * slope[sub] + 0.5 * ts**2 * np.maximum(curvature[sub], 0.0)
+        good = accept(new, batch.obj[i], model, noise(data, batch.obj[i]))
+        b = i[good]
+        batch.weights[b], batch.p[b], batch.obj[b] = trial.weights[good], trial.p[good], new[good]
+        _put(batch.expect, b, _take(expect, good))
+        ok[sub[good]] = True
+        pending[sub[good]] = False
+        t[sub[~good]] /= 2
+    return ok, evals
+
+
+def _check_invariant(data, batch: _Batch, old, it, starts) -> None:
+    """The objective must not fall beyond float rounding at an accepted step."""
+    fall = old - batch.obj
+    limit = MONOTONE_RTOL * (np.abs(old) + abs(data._log_binom_coef) + 1.0)
+    bad = np.flatnonzero(~(fall <= limit))
+    if bad.size:
+        i = int(bad[0])
+        raise EMInvariantError(
+            f"EM objective decreased at iteration {it}: {old[i]!r} -> {batch.obj[i]!r} "
+            f"(start {starts[batch.rows[i]]}, weights={batch.weights[i].tolist()}, "
+            f"p={batch.p[i].tolist()})"
+        )
+
+
+def _take(expect: EStep, rows) -> EStep:
     """The E-step of a subset of the batch."""
     return EStep(
-        log_likelihood=expect.log_likelihood[rows],
+        log_likelihood=np.asarray(expect.log_likelihood)[rows],
         resp=expect.resp[rows],
         expected_counts=expect.expected_counts[rows],
         expected_successes=expect.expected_successes[rows],
@@ -332,71 +630,113 @@ def _take(expect: EStep, rows: np.ndarray) -> EStep:
     )
 
 
+def _put(expect: EStep, rows, src: EStep) -> None:
+    """Overwrite ``rows`` of a batched E-step with ``src``, in place."""
+    for name in (
+        "log_likelihood",
+        "resp",
+        "expected_counts",
+        "expected_successes",
+        "expected_trials",
+    ):
+        getattr(expect, name)[rows] = getattr(src, name)
+
+
+def _make_run(data, r: int, start: str, init: MixtureParams, log: _Log, prior) -> Run:
+    w, p, obj, ll, cert, converged = log.final[r]
+    params = MixtureParams(w, p)
+    if prior is None or len(set(prior.alpha)) == 1:
+        # Exchangeable components: list them by increasing p. An asymmetric Dirichlet
+        # tells the components apart by label, so then the labels are kept.
+        order = np.lexsort((w, p))
+        params = MixtureParams(w[order], p[order])
+        if cert.face is not None:
+            cert = Certificate(cert.gap, cert.kind, cert.detail, _relabel(cert.face, order))
+    return Run(
+        start=start,
+        init=init,
+        params=params,
+        log_likelihood=ll,
+        log_posterior=None if prior is None else obj,
+        n_iter=int(log.n_iter[r]),
+        n_estep=int(log.n_estep[r]),
+        converged=bool(converged),
+        certificate=cert,
+        trace=np.asarray(log.trace[r]),
+        reduced=_reduced(data, params, cert),
+    )
+
+
+def _reduced(data, params: MixtureParams, cert: Certificate) -> MixtureParams:
+    """The reduced mixture of a run's result (see :attr:`Run.reduced`)."""
+    if cert.face is not None:
+        w, p = params.weights, params.p
+        groups = [list(g) for g in cert.face.groups]
+        return MixtureParams(
+            [float(w[g].sum()) for g in groups], [float(p[g[0]]) for g in groups]
+        ).sorted()
+    return reduce_params(data, params)
+
+
+def _relabel(face: Face, order: np.ndarray) -> Face:
+    """The face with component j renamed to its position in ``order``."""
+    where = np.argsort(order)
+    return Face(
+        tuple(tuple(sorted(int(where[j]) for j in g)) for g in face.groups),
+        tuple(sorted(int(where[j]) for j in face.empty)),
+        face.bounds,
+    )
+
+
 # ---------------------------------------------------------------------- optima
 def reduce_params(
     data: BinomialData, params: MixtureParams, *, nats: float = COLLAPSE_NATS
 ) -> MixtureParams:
-    """Merge coinciding components and drop empty ones while the likelihood allows it.
+    """The mixture with near-coinciding components merged and near-empty ones dropped.
 
-    Repeatedly tries dropping the lightest component and merging the two closest in p
-    (weights added, p weight-averaged); a change is kept when it lowers the
-    log-likelihood by less than ``nats``. The result is sorted by p.
+    Greedily drops the lightest component, ties the two closest in p or puts an extreme
+    bias on the boundary, while each change lowers the log-likelihood by less than
+    ``nats`` (:func:`em.certify.propose_face`); tied components are then merged (weights
+    added). The result is sorted by p.
     """
-    current = params.sorted()
-    ll = log_likelihood(data, current)
-    while current.n_components > 1:
-        w, p = current.weights, current.p
-        j = int(np.argmin(w))  # drop the lightest component
-        keep = np.arange(w.size) != j
-        i = int(np.argmin(np.diff(p)))  # or merge the closest neighbours (sorted by p)
-        wm = w[i] + w[i + 1]
-        pm = (w[i] * p[i] + w[i + 1] * p[i + 1]) / wm if wm > 0 else 0.5 * (p[i] + p[i + 1])
-        candidates = MixtureParams(
-            np.stack([w[keep] / w[keep].sum(), np.concatenate([w[:i], [wm], w[i + 2 :]])]),
-            np.stack([p[keep], np.concatenate([p[:i], [pm], p[i + 2 :]])]),
-        )
-        loss = ll - log_likelihood(data, candidates)
-        c = int(np.argmin(loss))
-        if not loss[c] < nats:
-            break
-        best = candidates[c]
-        current = best.sorted()
-    return current
+    face, point, _ = propose_face(data, params.sorted(), None, nats)
+    w, p = point.weights, point.p
+    return MixtureParams(
+        [float(w[list(g)].sum()) for g in face.groups], [float(p[g[0]]) for g in face.groups]
+    ).sorted()
 
 
 def _same_mixture(a: MixtureParams, b: MixtureParams, atol: float) -> bool:
-    return (
-        a.n_components == b.n_components
-        and np.max(np.abs(a.p - b.p)) <= atol
-        and np.max(np.abs(a.weights - b.weights)) <= atol
+    """Same size and, after matching components (Hungarian), parameters within atol."""
+    if a.n_components != b.n_components:
+        return False
+    cost = np.abs(a.p[:, None] - b.p[None, :]) + np.abs(a.weights[:, None] - b.weights[None, :])
+    rows, cols = linear_sum_assignment(cost)
+    return bool(
+        np.max(np.abs(a.p[rows] - b.p[cols])) <= atol
+        and np.max(np.abs(a.weights[rows] - b.weights[cols])) <= atol
     )
 
 
-def _find_optima(
-    data: BinomialData, runs: list[Run], *, nats: float, atol: float
-) -> tuple[Optimum, ...]:
-    """Group runs that reached the same optimum, best first.
+def _find_optima(runs: list[Run], atol: float) -> tuple[Optimum, ...]:
+    """Group the converged runs by the optimum they reached, best first.
 
-    Two runs reached the same optimum when their reduced mixtures (coinciding components
-    merged, empty ones dropped, see :func:`reduce_params`) have as many components and
-    parameters within ``atol``. Everything is sorted by p, so the labels cannot matter,
-    and merging first makes the free weights of coinciding components not matter either.
-    Objective values are not compared: EM stops on the change of the objective, so runs
-    to one optimum end at slightly different values.
+    Two converged runs reached the same optimum when their reduced mixtures (tied
+    components merged, empty ones dropped, as their certificates found them) have as many
+    components and, after matching, parameters within ``atol``. Runs that did not converge
+    are in no optimum and count towards no basin.
     """
-    order = sorted(range(len(runs)), key=lambda i: -runs[i].objective)
-    groups: list[tuple[MixtureParams, MixtureParams, list[int]]] = []
+    order = sorted(
+        (i for i in range(len(runs)) if runs[i].converged), key=lambda i: -runs[i].objective
+    )
+    groups: list[tuple[MixtureParams, list[int]]] = []
     for i in order:
-        params = runs[i].params
-        # Cheap test first: the same raw parameters as a group's best run.
-        match = next((g for g in groups if _same_mixture(g[0], params, atol)), None)
+        reduced = runs[i].reduced
+        match = next((g for g in groups if _same_mixture(g[0], reduced, atol)), None)
         if match is None:
-            reduced = reduce_params(data, params, nats=nats)
-            match = next((g for g in groups if _same_mixture(g[1], reduced, atol)), None)
-            if match is None:
-                groups.append((params, reduced, [i]))
-                continue
-        match[2].append(i)
+            groups.append((reduced, [i]))
+        else:
+            match[1].append(i)
     return tuple(
         Optimum(
             params=runs[members[0]].params,
@@ -405,14 +745,16 @@ def _find_optima(
             log_posterior=runs[members[0]].log_posterior,
             fraction=len(members) / len(runs),
             runs=tuple(sorted(members)),
+            gap=max(runs[i].gap for i in members),
         )
-        for _, reduced, members in groups
+        for reduced, members in groups
     )
 
 
 # ---------------------------------------------------------------------- fit
-def _diagnose(data: BinomialData, k: int, best: Run, reduced: MixtureParams) -> list[dict]:
+def _diagnose(data: BinomialData, k: int, best: Run, runs: list[Run]) -> list[dict]:
     out = []
+    reduced = best.reduced
     if reduced.n_components < k:
         out.append(
             {
@@ -447,17 +789,34 @@ def _diagnose(data: BinomialData, k: int, best: Run, reduced: MixtureParams) -> 
                 ),
             }
         )
+    stuck = [r for r in runs if not r.converged]
     if not best.converged:
         out.append(
             {
                 "code": "not_converged",
                 "message": (
-                    f"the best run stopped after max_iter = {best.n_iter} iterations without "
-                    "meeting the tolerance"
+                    f"no run reached a certified gap <= tol within max_iter; the best stopped "
+                    f"after {best.n_iter} iterations with gap {_gap_text(best.gap)} nats "
+                    f"({best.certificate.kind}: {best.certificate.detail})"
+                ),
+            }
+        )
+    elif stuck:
+        out.append(
+            {
+                "code": "runs_not_converged",
+                "message": (
+                    f"{len(stuck)} of {len(runs)} runs stopped at max_iter without a certified "
+                    f"gap <= tol (largest gap {_gap_text(max(r.gap for r in stuck))} nats); "
+                    "they are in no optimum"
                 ),
             }
         )
     return out
+
+
+def _gap_text(gap: float) -> str:
+    return f"{gap:.3g}" if np.isfinite(gap) else "unknown"
 
 
 def _default_p(data: BinomialData, k: int) -> np.ndarray:
@@ -469,45 +828,8 @@ def _default_p(data: BinomialData, k: int) -> np.ndarray:
     return props[order][np.searchsorted(cum, q)]
 
 
-def fit_data(
-    data: BinomialData,
-    n_components: int,
-    *,
-    restarts: int = 10,
-    seed: int | None = 0,
-    tol: float = 1e-10,
-    max_iter: int = 1000,
-    init_weights=None,
-    init_p=None,
-    fix: str | None = None,
-    prior_weights=None,
-    prior_p=None,
-    optimum_atol: float = 1e-3,
-) -> FitResult:
-    """Fit a binomial mixture by EM with restarts to compressed data.
-
-    See :func:`fit` for the parameters; this takes a :class:`BinomialData`.
-    """
-    k = v.check_n_components(n_components)
-    restarts = v.check_positive_int(restarts, "restarts", minimum=0)
-    max_iter = v.check_positive_int(max_iter, "max_iter", minimum=0)
-    tol = v.check_tol(tol)
-    optimum_atol = v.check_tol(optimum_atol, "optimum_atol")
-    fix = v.check_fix(fix)
-    if seed is not None:
-        seed = v.check_positive_int(seed, "seed", minimum=0)
-    w0 = None if init_weights is None else v.check_weights(init_weights, k)
-    p0 = None if init_p is None else v.check_p(init_p, k)
-    alpha = v.check_prior_weights(prior_weights, k)
-    beta = v.check_prior_p(prior_p)
-    prior = None
-    if alpha is not None or beta is not None:
-        a, b = beta if beta is not None else (1.0, 1.0)
-        prior = Prior(tuple((alpha if alpha is not None else np.ones(k)).tolist()), a, b)
-    if fix == "p" and p0 is None:
-        raise ValueError("fix='p' needs init_p: the biases to hold fixed")
-
-    seq = np.random.SeedSequence(seed)
+def _starts(data, k, restarts, seq, w0, p0, fix) -> list[tuple[str, MixtureParams]]:
+    """The caller's start (if any), then ``restarts`` seeded random ones."""
     starts: list[tuple[str, MixtureParams]] = []
     if w0 is not None or p0 is not None:
         starts.append(
@@ -530,7 +852,51 @@ def fit_data(
         starts.append((f"random {i + 1}", MixtureParams(w, p)))
     if not starts:
         raise ValueError("restarts = 0 needs a starting point: give init_weights or init_p")
+    return starts
 
+
+def fit_data(
+    data: BinomialData,
+    n_components: int,
+    *,
+    restarts: int = 10,
+    seed: int | None = 0,
+    tol: float = TOL,
+    max_iter: int = 1000,
+    method: str = "newton",
+    init_weights=None,
+    init_p=None,
+    fix: str | None = None,
+    prior_weights=None,
+    prior_p=None,
+    optimum_atol: float = 1e-3,
+) -> FitResult:
+    """Fit a binomial mixture by EM with restarts to compressed data.
+
+    See :func:`fit` for the parameters; this takes a :class:`BinomialData`.
+    """
+    k = v.check_n_components(n_components)
+    restarts = v.check_positive_int(restarts, "restarts", minimum=0)
+    max_iter = v.check_positive_int(max_iter, "max_iter", minimum=0)
+    tol = v.check_tol(tol)
+    optimum_atol = v.check_tol(optimum_atol, "optimum_atol")
+    method = v.check_method(method, METHODS)
+    fix = v.check_fix(fix)
+    if seed is not None:
+        seed = v.check_positive_int(seed, "seed", minimum=0)
+    w0 = None if init_weights is None else v.check_weights(init_weights, k)
+    p0 = None if init_p is None else v.check_p(init_p, k)
+    alpha = v.check_prior_weights(prior_weights, k)
+    beta = v.check_prior_p(prior_p)
+    prior = None
+    if alpha is not None or beta is not None:
+        a, b = beta if beta is not None else (1.0, 1.0)
+        prior = Prior(tuple((alpha if alpha is not None else np.ones(k)).tolist()), a, b)
+    if fix == "p" and p0 is None:
+        raise ValueError("fix='p' needs init_p: the biases to hold fixed")
+
+    seq = np.random.SeedSequence(seed)
+    starts = _starts(data, k, restarts, seq, w0, p0, fix)
     # All starts in lockstep, in batches small enough to keep (batch, K, M) arrays modest.
     size = max(1, _BATCH_ELEMENTS // (k * data.n_outcomes))
     runs: list[Run] = []
@@ -546,14 +912,18 @@ def fit_data(
             fix=fix,
             tol=tol,
             max_iter=max_iter,
+            method=method,
             starts=[label for label, _ in chunk],
         )
-    optima = _find_optima(data, runs, nats=COLLAPSE_NATS, atol=optimum_atol)
-    best = max(runs, key=lambda r: r.objective)  # the first of equals: the caller's start
+    optima = _find_optima(runs, optimum_atol)
+    # The best converged run (the first of equals: the caller's start); else the best run.
+    pool = [r for r in runs if r.converged] or runs
+    best = max(pool, key=lambda r: r.objective)
     options = {
         "restarts": restarts,
         "tol": tol,
         "max_iter": max_iter,
+        "method": method,
         "fix": fix,
         "init_weights": None if w0 is None else w0.tolist(),
         "init_p": None if p0 is None else p0.tolist(),
@@ -568,11 +938,13 @@ def fit_data(
         log_likelihood=best.log_likelihood,
         log_posterior=best.log_posterior,
         n_iter=best.n_iter,
+        n_estep=best.n_estep,
         converged=best.converged,
+        certificate=best.certificate,
         trace=best.trace,
         runs=tuple(runs),
         optima=optima,
-        warnings=tuple(_diagnose(data, k, best, optima[0].reduced)),
+        warnings=tuple(_diagnose(data, k, best, runs)),
         seed=int(seq.entropy),
         options=options,
     )
@@ -588,7 +960,7 @@ def fit(
     seed: int | None = 0,
     **options,
 ) -> FitResult:
-    """Fit a K-component binomial mixture by EM, with seeded restarts.
+    """Fit a K-component binomial mixture by EM, with seeded restarts and certified optima.
 
     Parameters
     ----------
@@ -608,16 +980,20 @@ def fit(
         same call gives the same numbers; None draws fresh entropy, which the result
         records in ``seed``.
     **options
-        ``tol`` (1e-10, relative change of the objective), ``max_iter`` (1000),
-        ``init_weights``, ``init_p``, ``fix`` (``"weights"`` or ``"p"``), ``prior_weights``
-        (Dirichlet alpha, >= 1), ``prior_p`` ((a, b) of a Beta prior, each >= 1),
-        ``optimum_atol`` (1e-3: parameter tolerance when grouping runs into optima).
+        ``tol`` (1e-9: a run has converged when its certified gap, the objective still to
+        gain, is at most this many nats; absolute, whatever N is), ``max_iter`` (1000
+        accepted steps), ``method`` (``"newton"``: EM steps, then Newton steps with the
+        exact Hessian and a line search; ``"em"``: plain EM), ``init_weights``, ``init_p``,
+        ``fix`` (``"weights"`` or ``"p"``), ``prior_weights`` (Dirichlet alpha, >= 1),
+        ``prior_p`` ((a, b) of a Beta prior, each >= 1), ``optimum_atol`` (1e-3: parameter
+        tolerance when grouping converged runs into optima).
 
     Returns
     -------
     FitResult
-        Best estimate, every run, the distinct optima with their basin fractions, and
-        warnings (collapsed, not identifiable, not converged).
+        Best estimate, every run with its certificate, the distinct optima of the
+        converged runs with their basin fractions, and warnings (collapsed, not
+        identifiable, not converged).
 
     Raises
     ------
@@ -630,7 +1006,7 @@ def fit(
     --------
     >>> from em import fit
     >>> res = fit([6, 5, 4, 2, 2, 6, 5, 5, 4, 2], 10, 2, seed=1)
-    >>> round(res.log_likelihood, 4) <= 0
+    >>> res.converged and res.gap <= 1e-9
     True
     """
     if counts is None:
