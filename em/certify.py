@@ -35,6 +35,8 @@ from em.derivatives import from_unconstrained, gradient_hessian, to_unconstraine
 
 __all__ = [
     "COLLAPSE_NATS",
+    "gradient_function",
+    "lindsay_escape",
     "Certificate",
     "Face",
     "newton_system",
@@ -173,8 +175,7 @@ def newton_system(g: np.ndarray, h: np.ndarray, idx: np.ndarray, gauge: bool, sc
         Half the Newton decrement squared where -H is positive definite, else ``inf``.
     step : ndarray (B, D)
         Where -H is positive definite, the Newton step; where H has a clearly positive
-        eigenvalue (a saddle), the unit eigenvector of the largest one, signed uphill;
-        else 0. Zero outside ``idx``.
+        eigenvalue (a saddle), a Levenberg-Marquardt step; else 0. Zero outside ``idx``.
     definite : ndarray of bool (B,)
         Whether -H is positive definite.
     saddle : ndarray of bool (B,)
@@ -186,7 +187,8 @@ def newton_system(g: np.ndarray, h: np.ndarray, idx: np.ndarray, gauge: bool, sc
         k = int(np.sum(idx < g.shape[1] // 2))
         u = np.zeros(idx.size)
         u[:k] = 1.0 / np.sqrt(k)
-        lift = np.maximum(np.abs(np.einsum("bii->b", a)) / max(idx.size, 1), 1e-300)
+        # on the eta block's own scale, so it does not swamp that block's curvature
+        lift = np.maximum(np.abs(np.einsum("bii->bi", a)[:, :k]).mean(axis=-1), 1e-300)
         a = a + lift[:, None, None] * np.outer(u, u)
     vals, vecs, s, flat = scaled_eigh(a, scale)
     definite = (vals[:, 0] > ND_RTOL * np.maximum(vals[:, -1], 1.0)) & ~flat
@@ -196,10 +198,12 @@ def newton_system(g: np.ndarray, h: np.ndarray, idx: np.ndarray, gauge: bool, sc
         coef = np.where(definite[:, None], proj / vals, 0.0)
     step_free = s * np.einsum("bij,bj->bi", vecs, coef)
     gap = np.where(definite, 0.5 * np.einsum("bi,bi->b", gs, step_free), np.inf)
-    uphill = s * vecs[:, :, 0]
-    uphill /= np.maximum(np.linalg.norm(uphill, axis=-1, keepdims=True), 1e-300)
-    uphill *= np.where(np.einsum("bi,bi->b", uphill, gs) < 0, -1.0, 1.0)[:, None]
-    step_free = np.where(saddle[:, None], uphill, step_free)
+    # At a saddle, a Levenberg-Marquardt step: -H + mu shifted to be positive definite
+    # (mu twice the most negative scaled eigenvalue), which follows the gradient and
+    # amplifies it along the directions of positive curvature.
+    mu = -2.0 * np.minimum(vals[:, :1], 0.0)
+    lm = s * np.einsum("bij,bj->bi", vecs, proj / np.maximum(vals + mu, 1e-300))
+    step_free = np.where(saddle[:, None], lm, step_free)
     step = np.zeros_like(g)
     step[:, idx] = step_free
     return np.maximum(gap, 0.0), step, definite, saddle
@@ -224,18 +228,19 @@ def scaled_eigh(a: np.ndarray, scale: float):
     return vals, vecs, s, zero.any(axis=-1)
 
 
-def aitken_gap(increments) -> tuple[float, float]:
+def aitken_gap(increments, resolution: float, fixed: bool = False) -> tuple[float, float]:
     """Remaining gain extrapolated from the last increments of consecutive EM steps.
 
     With increments d_k falling at a stable ratio rho < 1 (the last two ratios within 5%
-    of each other), the rest of the geometric series is d_k rho / (1 - rho). An exact
-    fixed point (two zero increments) gives 0. Otherwise ``inf``: no estimate.
-    Returns ``(gap, rate)``.
+    of each other), the rest of the geometric series is d_k rho / (1 - rho). Increments
+    below ``resolution`` (the objective's rounding) carry no rate: no estimate. ``fixed``
+    (the last EM step left the parameters exactly as they were: an EM fixed point) gives
+    0. Otherwise ``inf``: no estimate. Returns ``(gap, rate)``.
     """
-    d = np.asarray(increments[-3:], dtype=float)
-    if d.size >= 2 and d[-1] == 0.0 and d[-2] == 0.0:
+    if fixed:
         return 0.0, 0.0
-    if d.size < 3 or np.any(d <= 0):
+    d = np.asarray(increments[-3:], dtype=float)
+    if d.size < 3 or np.any(d <= resolution):
         return float("inf"), float("nan")
     r1, r2 = d[1] / d[0], d[2] / d[1]
     if not (0.0 < r2 < 1.0) or abs(r2 - r1) > 0.05 * r2:
@@ -396,8 +401,8 @@ def _kkt_violation(data: BinomialData, params: MixtureParams, face: Face, prior)
         log_mix = np.log(np.exp(comp) @ params.weights)
     c = data._counts_f
     worst = -np.inf
-    for j in face.empty:
-        worst = max(worst, float(c @ (np.exp(comp[:, j] - log_mix) - 1.0)))
+    if face.empty:
+        worst = float(gradient_function(data, params, params.p[list(face.empty)]).max())
     a, b = (1.0, 1.0) if prior is None else (prior.a, prior.b)
     h, n = data.heads, data.trials.astype(float)
     for g, bound in zip(face.groups, face.bounds, strict=True):
@@ -412,6 +417,72 @@ def _kkt_violation(data: BinomialData, params: MixtureParams, face: Face, prior)
             gain = wg * float(c @ (slope * np.exp(-log_mix))) - (a - 1.0) * len(g)
         worst = max(worst, gain)
     return worst
+
+
+def gradient_function(data: BinomialData, params: MixtureParams, phi: np.ndarray) -> np.ndarray:
+    """Lindsay's (1983) gradient function D(phi) = sum_m c_m (f(x_m; phi) / f_mix(x_m) - 1).
+
+    The derivative of the log-likelihood when a little weight moves from the fitted
+    mixture to a new component at bias phi. A mixture is the maximum-likelihood mixing
+    distribution over all mixtures exactly when D <= 0 on [0, 1]; where D > 0, a component
+    at phi gains. ``phi`` of shape (G,); returns shape (G,).
+    """
+    comp = component_log_pmf(data, params.p)
+    with np.errstate(divide="ignore"):
+        log_mix = np.log(np.exp(comp) @ params.weights)
+    at = component_log_pmf(data, np.asarray(phi, dtype=float))
+    return data._counts_f @ (np.exp(at - log_mix[:, None]) - 1.0)
+
+
+def lindsay_escape(
+    data: BinomialData, params: MixtureParams, face: Face, prior: Prior | None
+) -> MixtureParams | None:
+    """Leave a collapsed saddle by giving a spare component the bias where D is largest.
+
+    At a face optimum with fewer effective components than K (tied or empty ones) that is
+    not a maximum, a spare component (an empty one, or the lightest member of a tie, whose
+    weight goes back to its group) is moved to phi* = argmax D(phi) (a grid of 401 points,
+    refined), and given the weight eps maximising the log-likelihood of
+    (1 - eps) G + eps delta(phi*): a concave problem in eps whose slope at 0 is
+    D(phi*) > 0 (the vertex direction method; Boehning 1995). Maximum likelihood only (or a
+    flat prior). Returns the new point, or None if D <= 0 everywhere.
+    """
+    if prior is not None and (set(prior.alpha) != {1.0} or (prior.a, prior.b) != (1.0, 1.0)):
+        return None
+    ties = [g for g in face.groups if len(g) > 1]
+    if not face.empty and not ties:
+        return None
+    w, p = params.weights.copy(), params.p.copy()
+    if face.empty:
+        spare = face.empty[0]
+    else:
+        group = min(ties, key=lambda g: float(w[list(g)].sum()))
+        spare = min(group, key=lambda j: w[j])
+        mates = [j for j in group if j != spare]
+        w[mates] += w[spare] * w[mates] / w[mates].sum()
+    w[spare] = 0.0
+    base = MixtureParams._trusted(w, p)
+    grid = np.linspace(0.0, 1.0, 401)
+    d = gradient_function(data, base, grid)
+    i = int(np.argmax(d))
+    fine = np.linspace(grid[max(i - 1, 0)], grid[min(i + 1, 400)], 101)
+    df = gradient_function(data, base, fine)
+    phi, best = float(fine[np.argmax(df)]), float(df.max())
+    if not best > KKT_ATOL * max(1.0, data.n_sequences):
+        return None
+    f_new = np.exp(component_log_pmf(data, np.array([phi]))[:, 0])
+    f_mix = np.exp(component_log_pmf(data, p)) @ w
+    c = data._counts_f
+    lo, hi = 0.0, 1.0  # bisection on the slope of the concave l(eps)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        slope = c @ ((f_new - f_mix) / ((1 - mid) * f_mix + mid * f_new))
+        lo, hi = (mid, hi) if slope > 0 else (lo, mid)
+    eps = 0.5 * (lo + hi)
+    w *= 1.0 - eps
+    w[spare] = eps
+    p[spare] = phi
+    return MixtureParams._trusted(w, p)
 
 
 def _finite_coordinates(face: Face, params: MixtureParams, fix: str | None) -> np.ndarray:

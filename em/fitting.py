@@ -24,6 +24,7 @@ from em.certify import (
     accept,
     aitken_gap,
     face_newton,
+    lindsay_escape,
     newton_system,
     noise,
     propose_face,
@@ -60,6 +61,9 @@ MONOTONE_RTOL = 1e-12
 
 #: Iterations between two attempts to certify a run on a face of the parameter space.
 FACE_RETRY = 10
+
+#: Escapes from a collapsed saddle (a new component where D > 0) allowed per run.
+MAX_ESCAPES = 5
 
 _min = np.minimum.reduce
 
@@ -355,7 +359,11 @@ class _Log:
 
     def __init__(self, n: int):
         self.trace: list[list[float]] = [[] for _ in range(n)]
-        self.increments: list[list[float]] = [[] for _ in range(n)]
+        self.increments: list[list[float]] = [[] for _ in range(n)]  # of plain EM steps
+        self.gains: list[list[float]] = [[] for _ in range(n)]  # of every step
+        self.squarem = np.zeros(n, dtype=bool)
+        self.fixed = np.zeros(n, dtype=bool)  # the last EM step changed nothing
+        self.escapes = np.zeros(n, dtype=np.int64)
         self.n_iter = np.zeros(n, dtype=np.int64)
         self.n_estep = np.zeros(n, dtype=np.int64)
         self.next_face = np.zeros(n, dtype=np.int64)
@@ -410,6 +418,8 @@ def run_em_batch(
 
 def _free(k: int, fix: str | None) -> tuple[np.ndarray, bool]:
     """Free coordinates of (eta, lambda) and whether the eta gauge is among them."""
+    if k == 1:  # one weight, fixed at 1: its eta is all gauge
+        fix = "weights"
     eta = [] if fix == "weights" else list(range(k))
     lam = [] if fix == "p" else list(range(k, 2 * k))
     return np.array(eta + lam, dtype=np.int64), fix != "weights"
@@ -436,15 +446,8 @@ def _certify(data, batch: _Batch, log: _Log, prior, fix, tol, method, it, last):
             cert = _adopt_face(data, batch, i, log, prior, tol)
             if cert is None:
                 log.next_face[r] = it + FACE_RETRY
-        if cert is None and not definite[i] and not saddle[i]:
-            a, rate = aitken_gap(log.increments[r])
-            cert = (
-                Certificate(
-                    a, "aitken", f"Aitken extrapolation of the EM increments (rate {rate:.6g})"
-                )
-                if np.isfinite(a)
-                else None
-            )
+        if cert is None and not definite[i]:
+            cert = _aitken(log, r, noise(data, batch.obj[i]), saddle[i])
         if cert is None:
             why = (
                 "a saddle: the Hessian has a positive eigenvalue"
@@ -464,17 +467,38 @@ def _certify(data, batch: _Batch, log: _Log, prior, fix, tol, method, it, last):
             )
     slope = np.einsum("bi,bi->b", g, step)
     curvature = np.einsum("bi,bij,bj->b", step, h, step)
-    slow = np.array([_em_is_slow(log.increments[r]) for r in batch.rows], dtype=bool)
     # The first step is always EM's: cheap, safe far from the optimum, and exact at once
     # where the M-step is the answer (K = 1).
     first = log.n_iter[batch.rows] == 0
-    return done, (step, slope, curvature, ~first & (definite | (saddle & slow)))
+    return done, (step, slope, curvature, ~first & (definite | saddle))
 
 
 def _em_is_slow(increments) -> bool:
     """EM steps that grow, as they do when EM creeps away from a saddle point."""
     d = increments[-4:]
     return len(d) == 4 and all(b >= a > 0 for a, b in zip(d, d[1:], strict=False))
+
+
+def _aitken(log: _Log, r: int, resolution: float, saddle: bool) -> Certificate | None:
+    """The rate-based certificate of run r's plain EM steps, or None.
+
+    An exact EM fixed point counts only where the Hessian shows no ascent direction (EM
+    can sit at a saddle from a symmetric start); a linear rate is evidence enough, since
+    EM converging towards a point at a stable rate is not leaving it.
+    """
+    gap, rate = aitken_gap(log.increments[r], resolution, log.fixed[r] and not saddle)
+    if not np.isfinite(gap):
+        return None
+    if rate == 0.0:
+        return Certificate(
+            0.0,
+            "aitken",
+            "an exact EM fixed point (the last EM step changed "
+            "nothing) where the Hessian has no ascent direction",
+        )
+    return Certificate(
+        gap, "aitken", f"Aitken extrapolation of the EM increments (rate {rate:.6g} per step)"
+    )
 
 
 _NEWTON_DETAIL = "Newton decrement g'(-H)^-1 g / 2, exact gradient and Hessian (negative definite)"
@@ -489,7 +513,7 @@ def _adopt_face(data, batch: _Batch, i: int, log: _Log, prior, tol) -> Certifica
     params = MixtureParams._trusted(batch.weights[i].copy(), batch.p[i].copy())
     # How near a face must be to be tried: 1e-4 nats, or ten times the gain EM still
     # expects when it creeps (a slow linear rate), so that a slow approach is cut short.
-    remaining, _ = aitken_gap(log.increments[r])
+    remaining, _ = aitken_gap(log.gains[r], noise(data, batch.obj[i]))
     nats = COLLAPSE_NATS if not np.isfinite(remaining) else max(COLLAPSE_NATS, 10 * remaining)
     face, start, evals = propose_face(data, params, prior, nats)
     log.n_estep[r] += evals
@@ -500,21 +524,38 @@ def _adopt_face(data, batch: _Batch, i: int, log: _Log, prior, tol) -> Certifica
     if found is None:
         return None
     new, expect, obj, gap, h = found
-    worse = obj < batch.obj[i] - noise(data, batch.obj[i])
-    if worse or verify_face(data, new, face, prior, None, h):
+    if obj < batch.obj[i] - noise(data, batch.obj[i]):
+        return None
+    if verify_face(data, new, face, prior, None, h):
+        if log.escapes[r] < MAX_ESCAPES:  # a collapsed saddle: put a spare component
+            log.escapes[r] += 1  # where Lindsay's gradient function says it gains
+            out = lindsay_escape(data, new, face, prior)
+            if out is not None:
+                ex = e_step(data, out)
+                log.n_estep[r] += 1
+                _move(batch, i, log, out, ex, float(ex.log_likelihood + log_prior(out, prior)))
         return None
     new = _park_empty(new, face)
     if not np.array_equal(new.weights, batch.weights[i]) or not np.array_equal(new.p, batch.p[i]):
-        batch.weights[i], batch.p[i], batch.obj[i] = new.weights, new.p, obj
-        _put(batch.expect, i, expect)
-        log.n_iter[r] += 1
-        log.trace[r].append(obj)
-        log.increments[r].clear()
+        _move(batch, i, log, new, expect, obj)
     detail = (
         f"Newton decrement on the face ({face.describe()}; {face.n_effective} effective "
         "component(s)), verified a local maximum of the whole model"
     )
     return Certificate(gap, "newton-face", detail, face)
+
+
+def _move(batch: _Batch, i: int, log: _Log, params: MixtureParams, expect, obj: float) -> None:
+    """Put run i at a point found off the EM path (a face optimum, an escape): an update."""
+    r = batch.rows[i]
+    batch.weights[i], batch.p[i], batch.obj[i] = params.weights, params.p, obj
+    _put(batch.expect, i, expect)
+    log.n_iter[r] += 1
+    log.trace[r].append(obj)
+    log.increments[r].clear()
+    log.gains[r].clear()
+    log.squarem[r] = False
+    log.fixed[r] = False
 
 
 def _park_empty(params: MixtureParams, face: Face) -> MixtureParams:
@@ -537,36 +578,112 @@ def _step(data, batch: _Batch, newton, log: _Log, prior, fix, method, it, starts
 
     With method "newton": a Newton step where -H is positive definite, a step along the
     direction of positive curvature at a saddle, each with a backtracking line search;
-    an EM step where neither applies or the search fails.
+    else, where plain EM has slowed down (increments shrinking by less than half), a
+    SQUAREM cycle; else an EM step. With method "em": an EM step.
     """
     step, slope, curvature, steerable = newton
     old = batch.obj.copy()
-    use_newton = steerable & (method == "newton")
-    moved = np.zeros(batch.rows.size, dtype=bool)
-    if use_newton.any():
-        rows = np.flatnonzero(use_newton)
+    kind = np.zeros(batch.rows.size, dtype=np.int8)  # 0 EM, 1 Newton, 2 SQUAREM
+    if method == "newton" and steerable.any():
+        rows = np.flatnonzero(steerable)
         ok, evals = _newton_search(
             data, batch, rows, step[rows], slope[rows], curvature[rows], prior
         )
         log.n_estep[batch.rows[rows]] += evals
-        moved[rows[ok]] = True
-    em_rows = np.flatnonzero(~moved)
+        kind[rows[ok]] = 1
+    if method == "newton":
+        for i, r in enumerate(batch.rows):
+            log.squarem[r] = kind[i] == 0 and (log.squarem[r] or _em_is_slowing(log.increments[r]))
+        rows = np.flatnonzero(log.squarem[batch.rows] & (kind == 0))
+        if rows.size:
+            log.n_estep[batch.rows[rows]] += _squarem(data, batch, rows, prior, fix)
+            kind[rows] = 2
+    em_rows = np.flatnonzero(kind == 0)
     if em_rows.size:
         sub = batch.keep(em_rows)
         params = m_step(sub.expect, sub.params, prior=prior, fix=fix)
-        expect = e_step(data, params)
+        log.fixed[sub.rows] = np.all(params.weights == sub.weights, axis=-1) & np.all(
+            params.p == sub.p, axis=-1
+        )
+        _assign(data, batch, em_rows, params, e_step(data, params), prior)
         log.n_estep[sub.rows] += 1
-        batch.weights[em_rows], batch.p[em_rows] = params.weights, params.p
-        batch.obj[em_rows] = expect.log_likelihood + log_prior(params, prior)
-        _put(batch.expect, em_rows, expect)
     _check_invariant(data, batch, old, it, starts)
     for i, r in enumerate(batch.rows):
         log.n_iter[r] += 1
         log.trace[r].append(float(batch.obj[i]))
-        if moved[i]:
+        log.gains[r].append(float(batch.obj[i] - old[i]))
+        if kind[i]:
             log.increments[r].clear()
+            log.fixed[r] = False
         else:
             log.increments[r].append(float(batch.obj[i] - old[i]))
+
+
+def _em_is_slowing(increments) -> bool:
+    """Plain EM steps whose increments shrink by less than half: SQUAREM pays off."""
+    d = increments[-2:]
+    return len(d) == 2 and d[1] > 0.5 * d[0] > 0
+
+
+def _assign(data, batch: _Batch, rows, params: MixtureParams, expect: EStep, prior) -> None:
+    """Put new parameters and their E-step into ``rows`` of the batch."""
+    batch.weights[rows], batch.p[rows] = params.weights, params.p
+    batch.obj[rows] = expect.log_likelihood + log_prior(params, prior)
+    _put(batch.expect, rows, expect)
+
+
+def _squarem(data, batch: _Batch, rows, prior, fix) -> np.ndarray:
+    """One SQUAREM cycle (Varadhan & Roland 2008, SqS3) for ``rows``; E-steps spent per row.
+
+    theta1 = F(theta0), theta2 = F(theta1); r = theta1 - theta0, v = theta2 - 2 theta1 +
+    theta0; alpha = -|r| / |v|, at most -1; the proposal theta0 - 2 alpha r + alpha^2 v is
+    stabilised by one more EM step. If that is infeasible or lowers the objective below
+    theta0's, alpha is halved towards -1, where the cycle is two plain EM steps plus a
+    third: so every accepted cycle keeps EM's monotonicity. In (weights, p).
+    """
+    sub = batch.keep(rows)
+    theta0 = np.concatenate([sub.weights, sub.p], axis=-1)
+    p1 = m_step(sub.expect, sub.params, prior=prior, fix=fix)
+    e1 = e_step(data, p1)
+    p2 = m_step(e1, p1, prior=prior, fix=fix)
+    theta1 = np.concatenate([p1.weights, p1.p], axis=-1)
+    r = theta1 - theta0
+    v = np.concatenate([p2.weights, p2.p], axis=-1) - 2 * theta1 + theta0
+    norm_v = np.linalg.norm(v, axis=-1)
+    alpha = np.minimum(-np.linalg.norm(r, axis=-1) / np.where(norm_v > 0, norm_v, 1.0), -1.0)
+    alpha[norm_v == 0] = -1.0
+    evals = np.ones(rows.size, dtype=np.int64)
+    pending = np.ones(rows.size, dtype=bool)
+    k = sub.p.shape[-1]
+    while pending.any():
+        j = np.flatnonzero(pending)
+        a = alpha[j, None]
+        prop = theta0[j] - 2 * a * r[j] + a**2 * v[j]
+        w, p = prop[:, :k], prop[:, k:]
+        feasible = (w.min(axis=-1) >= 0) & (p.min(axis=-1) >= 0) & (p.max(axis=-1) <= 1)
+        last = alpha[j] == -1.0  # theta2 itself: always feasible
+        w = np.where(last[:, None], p2.weights[j], w)
+        p = np.where(last[:, None], p2.p[j], p)
+        try_ = feasible | last
+        alpha[j[~try_]] = np.maximum((alpha[j[~try_]] - 1.0) / 2.0, -1.0)
+        alpha[j[~try_]] = np.where(alpha[j[~try_]] > -1.0 + 1e-12, alpha[j[~try_]], -1.0)
+        t = j[try_]
+        if t.size == 0:
+            continue
+        w_t = w[try_] / w[try_].sum(axis=-1, keepdims=True)
+        prop_params = MixtureParams._trusted(w_t, p[try_])
+        stab = m_step(e_step(data, prop_params), prop_params, prior=prior, fix=fix)
+        expect = e_step(data, stab)
+        evals[t] += 2
+        obj = expect.log_likelihood + log_prior(stab, prior)
+        good = (obj >= sub.obj[t] - noise(data, sub.obj[t])) | (alpha[t] == -1.0)
+        _assign(data, batch, rows[t[good]], stab[good], _take(expect, good), prior)
+        pending[t[good]] = False
+        bad = t[~good]
+        alpha[bad] = np.where(
+            (alpha[bad] - 1.0) / 2.0 > -1.0 + 1e-12, (alpha[bad] - 1.0) / 2.0, -1.0
+        )
+    return evals
 
 
 def _newton_search(
