@@ -31,7 +31,7 @@ from scipy.special import expit, gammaln, xlogy
 
 from em.core import MixtureParams, Prior, e_step, log_likelihood, log_prior
 from em.data import BinomialData
-from em.derivatives import from_unconstrained, gradient_hessian, to_unconstrained
+from em.derivatives import gradient_hessian
 
 __all__ = [
     "COLLAPSE_NATS",
@@ -184,26 +184,23 @@ def newton_system(g: np.ndarray, h: np.ndarray, idx: np.ndarray, gauge: bool, sc
     gs = g[:, idx]
     a = -h[:, idx[:, None], idx[None, :]]
     if gauge:  # the eta block's constant direction: H u = 0 and g . u = 0
-        k = int(np.sum(idx < g.shape[1] // 2))
-        u = np.zeros(idx.size)
-        u[:k] = 1.0 / np.sqrt(k)
-        # on the eta block's own scale, so it does not swamp that block's curvature
-        lift = np.maximum(np.abs(np.einsum("bii->bi", a)[:, :k]).mean(axis=-1), 1e-300)
-        a = a + lift[:, None, None] * np.outer(u, u)
+        k = g.shape[1] // 2
+        # Lifted on the eta block's own scale, so it does not swamp that block's curvature.
+        lift = np.abs(a[:, range(k), range(k)]).mean(axis=-1) / k + 1e-300
+        a[:, :k, :k] += lift[:, None, None]
     vals, vecs, s, flat = scaled_eigh(a, scale)
-    definite = (vals[:, 0] > ND_RTOL * np.maximum(vals[:, -1], 1.0)) & ~flat
-    saddle = vals[:, 0] < -NSD_RTOL * np.maximum(vals[:, -1], 1.0)
-    proj = np.einsum("bji,bj->bi", vecs, s * gs)
+    top = np.maximum(vals[:, -1], 1.0)
+    definite = (vals[:, 0] > ND_RTOL * top) & ~flat
+    saddle = vals[:, 0] < -NSD_RTOL * top
+    proj = np.matmul((s * gs)[:, None, :], vecs)[:, 0]  # V^T (s g)
+    # Newton where -H > 0; at a saddle, Levenberg-Marquardt: -H shifted by mu, twice its
+    # most negative scaled eigenvalue, which follows the gradient and amplifies it along
+    # the directions of positive curvature.
+    shift = np.where(saddle, -2.0 * vals[:, 0], 0.0)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        coef = np.where(definite[:, None], proj / vals, 0.0)
-    step_free = s * np.einsum("bij,bj->bi", vecs, coef)
-    gap = np.where(definite, 0.5 * np.einsum("bi,bi->b", gs, step_free), np.inf)
-    # At a saddle, a Levenberg-Marquardt step: -H + mu shifted to be positive definite
-    # (mu twice the most negative scaled eigenvalue), which follows the gradient and
-    # amplifies it along the directions of positive curvature.
-    mu = -2.0 * np.minimum(vals[:, :1], 0.0)
-    lm = s * np.einsum("bij,bj->bi", vecs, proj / np.maximum(vals + mu, 1e-300))
-    step_free = np.where(saddle[:, None], lm, step_free)
+        coef = np.where((definite | saddle)[:, None], proj / np.maximum(vals + shift, 1e-300), 0.0)
+    step_free = s * np.matmul(vecs, coef[:, :, None])[:, :, 0]
+    gap = np.where(definite, 0.5 * (gs * step_free).sum(axis=-1), np.inf)
     step = np.zeros_like(g)
     step[:, idx] = step_free
     return np.maximum(gap, 0.0), step, definite, saddle
@@ -221,9 +218,10 @@ def scaled_eigh(a: np.ndarray, scale: float):
     Returns ``(vals, vecs, s, flat)``: eigenvalues ascending and eigenvectors of the
     scaled matrix, the scaling (B, D), and whether some coordinate was flat (B,).
     """
-    diag = np.abs(np.einsum("bii->bi", a))
+    d = a.shape[-1]
+    diag = np.abs(a[:, range(d), range(d)])
     zero = diag <= 1e-13 * scale
-    s = np.where(zero, 0.0, 1.0 / np.sqrt(np.where(zero, 1.0, diag)))
+    s = 1.0 / np.sqrt(np.where(zero, np.inf, diag))
     vals, vecs = np.linalg.eigh(s[:, :, None] * a * s[:, None, :])
     return vals, vecs, s, zero.any(axis=-1)
 
@@ -442,7 +440,7 @@ def lindsay_escape(
     At a face optimum with fewer effective components than K (tied or empty ones) that is
     not a maximum, a spare component (an empty one, or the lightest member of a tie, whose
     weight goes back to its group) is moved to phi* = argmax D(phi) (a grid of 401 points,
-    refined), and given the weight eps maximising the log-likelihood of
+    refined, inside (0, 1)), and given the weight eps maximising the log-likelihood of
     (1 - eps) G + eps delta(phi*): a concave problem in eps whose slope at 0 is
     D(phi*) > 0 (the vertex direction method; Boehning 1995). Maximum likelihood only (or a
     flat prior). Returns the new point, or None if D <= 0 everywhere.
@@ -462,10 +460,12 @@ def lindsay_escape(
         w[mates] += w[spare] * w[mates] / w[mates].sum()
     w[spare] = 0.0
     base = MixtureParams._trusted(w, p)
-    grid = np.linspace(0.0, 1.0, 401)
+    # Interior points only: EM cannot move a bias off 0 or 1 (a bias on the boundary is
+    # for the face logic to propose and verify).
+    grid = np.linspace(0.0, 1.0, 401)[1:-1]
     d = gradient_function(data, base, grid)
     i = int(np.argmax(d))
-    fine = np.linspace(grid[max(i - 1, 0)], grid[min(i + 1, 400)], 101)
+    fine = np.linspace(grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)], 101)
     df = gradient_function(data, base, fine)
     phi, best = float(fine[np.argmax(df)]), float(df.max())
     if not best > KKT_ATOL * max(1.0, data.n_sequences):
@@ -583,6 +583,7 @@ MAX_HALVINGS = 30
 ARMIJO = 1e-4
 #: Trial biases are kept this far (in logit units) from 0 and 1: expit rounds beyond ~36.
 LOGIT_CAP = 30.0
+_P_LO, _P_HI = float(expit(-LOGIT_CAP)), float(expit(LOGIT_CAP))
 
 
 def step_size(step: np.ndarray) -> np.ndarray:
@@ -597,13 +598,14 @@ def trial_point(weights: np.ndarray, p: np.ndarray, move: np.ndarray) -> Mixture
     Coordinates that do not move stay exactly as they are (a weight of 0 or a bias at 0 or
     1 included); moved biases are kept within expit(+-LOGIT_CAP) of 0 and 1.
     """
-    theta = to_unconstrained(MixtureParams._trusted(weights, p))
     k = p.shape[-1]
-    with np.errstate(invalid="ignore"):
-        moved = from_unconstrained(np.where(move == 0.0, theta, theta + move))
-    cap = expit(LOGIT_CAP)
-    new_p = np.where(move[..., k:] == 0.0, p, np.clip(moved.p, 1.0 - cap, cap))
-    return MixtureParams._trusted(moved.weights, new_p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = np.log(weights) + move[..., :k]  # log 0 + 0 stays log 0
+        lam = np.log(p) - np.log1p(-p) + move[..., k:]
+    w = np.exp(eta - eta.max(axis=-1, keepdims=True))
+    w /= w.sum(axis=-1, keepdims=True)
+    new_p = np.where(move[..., k:] == 0.0, p, np.clip(expit(lam), _P_LO, _P_HI))
+    return MixtureParams._trusted(w, new_p)
 
 
 def accept(new, old, predicted, tolerance):

@@ -47,6 +47,7 @@ __all__ = [
     "run_em",
     "run_em_batch",
     "reduce_params",
+    "reduced_mixture",
 ]
 
 #: The stopping rules: "newton" (EM, then Newton polish; the default), "em" (plain EM).
@@ -61,6 +62,9 @@ MONOTONE_RTOL = 1e-12
 
 #: Iterations between two attempts to certify a run on a face of the parameter space.
 FACE_RETRY = 10
+
+#: No face is tried before this iteration: a random start is rarely next to one.
+FIRST_FACE = 5
 
 #: Escapes from a collapsed saddle (a new component where D > 0) allowed per run.
 MAX_ESCAPES = 5
@@ -102,10 +106,6 @@ class Run:
         The estimate of the objective still to gain at ``params`` and how it was made.
     trace : ndarray
         The objective at theta^(0), theta^(1), ..., theta^(n_iter).
-    reduced : MixtureParams
-        The mixture with tied components merged and empty ones dropped, sorted by p: from
-        the certificate's face, else from :func:`reduce_params` (components closer than
-        1e-4 nats of log-likelihood merged).
     """
 
     start: str
@@ -118,7 +118,6 @@ class Run:
     converged: bool
     certificate: Certificate
     trace: np.ndarray
-    reduced: MixtureParams
 
     @property
     def objective(self) -> float:
@@ -366,7 +365,7 @@ class _Log:
         self.escapes = np.zeros(n, dtype=np.int64)
         self.n_iter = np.zeros(n, dtype=np.int64)
         self.n_estep = np.zeros(n, dtype=np.int64)
-        self.next_face = np.zeros(n, dtype=np.int64)
+        self.next_face = np.full(n, FIRST_FACE, dtype=np.int64)
         self.final: list[tuple | None] = [None] * n
 
 
@@ -436,13 +435,18 @@ def _certify(data, batch: _Batch, log: _Log, prior, fix, tol, method, it, last):
     idx, gauge = _free(k, fix)
     gap, step, definite, saddle = newton_system(g, h, idx, gauge, data.n_sequences)
     done = np.zeros(batch.rows.size, dtype=bool)
-    for i, r in enumerate(batch.rows):
+    faces = method == "newton" and fix is None and not last
+    near = _near_face(batch.weights, batch.p) if faces else np.zeros_like(done)
+    due = it >= log.next_face[batch.rows]
+    simple = definite & ((gap <= tol) & ~near | (gap > tol))
+    for i in np.flatnonzero(~simple | last):
+        r = batch.rows[i]
         cert = None
         if definite[i]:
             cert = Certificate(float(gap[i]), "newton", _NEWTON_DETAIL)
-            if method == "newton" and gap[i] <= tol and fix is None and not last:
+            if faces and gap[i] <= tol:  # a converged run next to a face: certify there
                 cert = _adopt_face(data, batch, i, log, prior, tol) or cert
-        elif method == "newton" and fix is None and not last and it >= log.next_face[r]:
+        elif faces and due[i]:
             cert = _adopt_face(data, batch, i, log, prior, tol)
             if cert is None:
                 log.next_face[r] = it + FACE_RETRY
@@ -457,14 +461,10 @@ def _certify(data, batch: _Batch, log: _Log, prior, fix, tol, method, it, last):
             cert = Certificate(float("inf"), "none", why)
         if cert.gap <= tol or last:
             done[i] = True
-            log.final[r] = (
-                batch.weights[i].copy(),
-                batch.p[i].copy(),
-                float(batch.obj[i]),
-                float(batch.expect.log_likelihood[i]),
-                cert,
-                cert.gap <= tol,
-            )
+            _finish(batch, i, log, cert, cert.gap <= tol)
+    for i in np.flatnonzero(simple & (gap <= tol) & ~done):
+        done[i] = True
+        _finish(batch, i, log, Certificate(float(gap[i]), "newton", _NEWTON_DETAIL), True)
     slope = np.einsum("bi,bi->b", g, step)
     curvature = np.einsum("bi,bij,bj->b", step, h, step)
     # The first step is always EM's: cheap, safe far from the optimum, and exact at once
@@ -473,10 +473,28 @@ def _certify(data, batch: _Batch, log: _Log, prior, fix, tol, method, it, last):
     return done, (step, slope, curvature, ~first & (definite | saddle))
 
 
-def _em_is_slow(increments) -> bool:
-    """EM steps that grow, as they do when EM creeps away from a saddle point."""
-    d = increments[-4:]
-    return len(d) == 4 and all(b >= a > 0 for a, b in zip(d, d[1:], strict=False))
+def _finish(batch: _Batch, i: int, log: _Log, cert: Certificate, converged: bool) -> None:
+    """Record run i's final state."""
+    log.final[batch.rows[i]] = (
+        batch.weights[i].copy(),
+        batch.p[i].copy(),
+        float(batch.obj[i]),
+        float(batch.expect.log_likelihood[i]),
+        cert,
+        converged,
+    )
+
+
+def _near_face(weights: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Rows that may sit next to a face (a cheap filter before a face is offered).
+
+    A small weight, a bias near 0 or 1, or two biases within 0.1 of each other in logit.
+    """
+    q = np.sort(p, axis=-1)
+    # logit(b) - logit(a) < 0.1 for a < b in (0, 1): b (1 - a) < e^0.1 a (1 - b)
+    close = (q[:, 1:] * (1 - q[:, :-1]) < np.exp(0.1) * q[:, :-1] * (1 - q[:, 1:])).any(axis=-1)
+    edge = (q[:, 0] < 1e-3) | (q[:, -1] > 1 - 1e-3)
+    return (weights.min(axis=-1) < 1e-3) | edge | close
 
 
 def _aitken(log: _Log, r: int, resolution: float, saddle: bool) -> Certificate | None:
@@ -780,12 +798,16 @@ def _make_run(data, r: int, start: str, init: MixtureParams, log: _Log, prior) -
         converged=bool(converged),
         certificate=cert,
         trace=np.asarray(log.trace[r]),
-        reduced=_reduced(data, params, cert),
     )
 
 
-def _reduced(data, params: MixtureParams, cert: Certificate) -> MixtureParams:
-    """The reduced mixture of a run's result (see :attr:`Run.reduced`)."""
+def reduced_mixture(data: BinomialData, run: Run) -> MixtureParams:
+    """A run's mixture with tied components merged and empty ones dropped, sorted by p.
+
+    From the certificate's face where there is one, else :func:`reduce_params`
+    (components merged or dropped while that costs less than 1e-4 nats).
+    """
+    params, cert = run.params, run.certificate
     if cert.face is not None:
         w, p = params.weights, params.p
         groups = [list(g) for g in cert.face.groups]
@@ -835,25 +857,29 @@ def _same_mixture(a: MixtureParams, b: MixtureParams, atol: float) -> bool:
     )
 
 
-def _find_optima(runs: list[Run], atol: float) -> tuple[Optimum, ...]:
+def _find_optima(data: BinomialData, runs: list[Run], atol: float) -> tuple[Optimum, ...]:
     """Group the converged runs by the optimum they reached, best first.
 
     Two converged runs reached the same optimum when their reduced mixtures (tied
-    components merged, empty ones dropped, as their certificates found them) have as many
+    components merged, empty ones dropped: :func:`reduced_mixture`) have as many
     components and, after matching, parameters within ``atol``. Runs that did not converge
     are in no optimum and count towards no basin.
     """
     order = sorted(
         (i for i in range(len(runs)) if runs[i].converged), key=lambda i: -runs[i].objective
     )
-    groups: list[tuple[MixtureParams, list[int]]] = []
+    groups: list[tuple[MixtureParams, MixtureParams, list[int]]] = []
     for i in order:
-        reduced = runs[i].reduced
-        match = next((g for g in groups if _same_mixture(g[0], reduced, atol)), None)
+        params = runs[i].params
+        # Cheap test first: the same raw parameters as a group's first run.
+        match = next((g for g in groups if _same_mixture(g[0], params, atol)), None)
         if match is None:
-            groups.append((reduced, [i]))
-        else:
-            match[1].append(i)
+            reduced = reduced_mixture(data, runs[i])
+            match = next((g for g in groups if _same_mixture(g[1], reduced, atol)), None)
+            if match is None:
+                groups.append((params, reduced, [i]))
+                continue
+        match[2].append(i)
     return tuple(
         Optimum(
             params=runs[members[0]].params,
@@ -864,14 +890,17 @@ def _find_optima(runs: list[Run], atol: float) -> tuple[Optimum, ...]:
             runs=tuple(sorted(members)),
             gap=max(runs[i].gap for i in members),
         )
-        for reduced, members in groups
+        for _, reduced, members in groups
     )
 
 
 # ---------------------------------------------------------------------- fit
-def _diagnose(data: BinomialData, k: int, best: Run, runs: list[Run]) -> list[dict]:
+def _diagnose(
+    data: BinomialData, k: int, best: Run, runs: list[Run], optima: tuple[Optimum, ...]
+) -> list[dict]:
     out = []
-    reduced = best.reduced
+    top = optima[0] if optima and best.converged else None
+    reduced = top.reduced if top is not None else reduced_mixture(data, best)
     if reduced.n_components < k:
         out.append(
             {
@@ -1032,7 +1061,7 @@ def fit_data(
             method=method,
             starts=[label for label, _ in chunk],
         )
-    optima = _find_optima(runs, optimum_atol)
+    optima = _find_optima(data, runs, optimum_atol)
     # The best converged run (the first of equals: the caller's start); else the best run.
     pool = [r for r in runs if r.converged] or runs
     best = max(pool, key=lambda r: r.objective)
@@ -1061,7 +1090,7 @@ def fit_data(
         trace=best.trace,
         runs=tuple(runs),
         optima=optima,
-        warnings=tuple(_diagnose(data, k, best, runs)),
+        warnings=tuple(_diagnose(data, k, best, runs, optima)),
         seed=int(seq.entropy),
         options=options,
     )
