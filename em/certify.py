@@ -181,8 +181,10 @@ def newton_system(g: np.ndarray, h: np.ndarray, idx: np.ndarray, gauge: bool, sc
     saddle : ndarray of bool (B,)
         Whether H has a clearly positive eigenvalue (an ascent direction of curvature).
     """
-    gs = g[:, idx]
-    a = -h[:, idx[:, None], idx[None, :]]
+    if idx.size == g.shape[1]:
+        gs, a = g, -h
+    else:
+        gs, a = g[:, idx], -h[:, idx[:, None], idx[None, :]]
     if gauge:  # the eta block's constant direction: H u = 0 and g . u = 0
         k = g.shape[1] // 2
         # Lifted on the eta block's own scale, so it does not swamp that block's curvature.

@@ -68,25 +68,20 @@ def gradient_hessian(
     sk = np.asarray(expect.expected_successes).reshape(-1, k)
     tk = np.asarray(expect.expected_trials).reshape(-1, k)
     n_total = float(data.n_sequences)
-    c = data._counts_f
-    resid = data.heads[None, :, None] - data.trials[None, :, None] * pf[:, None, :]  # e_mk
-    a = r * resid  # A_mk = r_mk e_mk
-    cr, ca = r * c[None, :, None], a * c[None, :, None]
-    gram_r = np.matmul(cr.transpose(0, 2, 1), r)  # sum_m c r_mi r_mk
-    gram_a = np.matmul(ca.transpose(0, 2, 1), a)  # sum_m c A_mi A_mk
-    gram_ar = np.matmul(ca.transpose(0, 2, 1), r)  # [k, i] = sum_m c A_mk r_mi
+    resid = data.heads[:, None] - data.trials[:, None] * pf[:, None, :]  # e_mk, (B, M, K)
+    x = np.concatenate([r, r * resid], axis=-1)  # [r_mk, A_mk = r_mk e_mk]
+    # One Gram matrix holds sum_m c r r^T, sum_m c A A^T and sum_m c r A^T.
+    h = -np.matmul(x.transpose(0, 2, 1) * data._counts_f, x)
     grad_lam = sk - pf * tk  # sum_m c A_mk
-    sq = np.einsum("bmk,bmk->bk", ca, resid)  # sum_m c r_mk e_mk^2
+    sq = np.einsum("bmk,m,bmk->bk", x[:, :, k:], data._counts_f, resid)  # sum c r e^2
     simplex = _simplex_curvature(wf)  # diag(w) - w w^T
-
     g = np.concatenate([nk - n_total * wf, grad_lam], axis=-1)
-    h = np.zeros(g.shape + (2 * k,))
-    eye = np.eye(k)
-    h[:, :k, :k] = -n_total * simplex + nk[:, :, None] * eye - gram_r
-    h[:, k:, k:] = (sq - tk * pf * (1.0 - pf))[:, :, None] * eye - gram_a
-    cross = grad_lam[:, None, :] * eye - gram_ar.transpose(0, 2, 1)  # [i, k]
-    h[:, :k, k:] = cross
-    h[:, k:, :k] = cross.transpose(0, 2, 1)
+    diag = np.arange(k)
+    h[:, :k, :k] -= n_total * simplex
+    h[:, diag, diag] += nk
+    h[:, k + diag, k + diag] += sq - tk * pf * (1.0 - pf)
+    h[:, diag, k + diag] += grad_lam
+    h[:, k + diag, diag] += grad_lam
     if prior is not None:
         _add_prior(g, h, wf, pf, simplex, prior)
     return g.reshape(batch + (2 * k,)), h.reshape(batch + (2 * k, 2 * k))

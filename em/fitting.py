@@ -405,7 +405,10 @@ def run_em_batch(
     for r, o in zip(batch.rows, obj, strict=True):
         log.trace[r].append(float(o))
     for it in range(max_iter + 1):
-        done, newton = _certify(data, batch, log, prior, fix, tol, method, it, it == max_iter)
+        if it == 0 and max_iter > 0:  # the first step is EM's whatever the start: skip
+            done, newton = np.zeros(len(starts), dtype=bool), _no_newton(batch)
+        else:
+            done, newton = _certify(data, batch, log, prior, fix, tol, method, it, it == max_iter)
         if done.all():
             break
         keep = ~done
@@ -413,6 +416,13 @@ def run_em_batch(
         newton = tuple(a[keep] for a in newton)
         _step(data, batch, newton, log, prior, fix, method, it + 1, starts)
     return [_make_run(data, r, starts[r], inits[r], log, prior) for r in range(len(starts))]
+
+
+def _no_newton(batch: _Batch) -> tuple:
+    """What :func:`_certify` returns for :func:`_step` when no run can take a Newton step."""
+    b, k = batch.p.shape
+    zeros = np.zeros(b)
+    return np.zeros((b, 2 * k)), zeros, zeros, np.zeros(b, dtype=bool)
 
 
 def _free(k: int, fix: str | None) -> tuple[np.ndarray, bool]:
@@ -436,9 +446,12 @@ def _certify(data, batch: _Batch, log: _Log, prior, fix, tol, method, it, last):
     gap, step, definite, saddle = newton_system(g, h, idx, gauge, data.n_sequences)
     done = np.zeros(batch.rows.size, dtype=bool)
     faces = method == "newton" and fix is None and not last
-    near = _near_face(batch.weights, batch.p) if faces else np.zeros_like(done)
+    near = np.zeros_like(done)
+    converged = definite & (gap <= tol)
+    if faces and converged.any():
+        near[converged] = _near_face(batch.weights[converged], batch.p[converged])
     due = it >= log.next_face[batch.rows]
-    simple = definite & ((gap <= tol) & ~near | (gap > tol))
+    simple = definite & ~near
     for i in np.flatnonzero(~simple | last):
         r = batch.rows[i]
         cert = None
@@ -467,10 +480,7 @@ def _certify(data, batch: _Batch, log: _Log, prior, fix, tol, method, it, last):
         _finish(batch, i, log, Certificate(float(gap[i]), "newton", _NEWTON_DETAIL), True)
     slope = np.einsum("bi,bi->b", g, step)
     curvature = np.einsum("bi,bij,bj->b", step, h, step)
-    # The first step is always EM's: cheap, safe far from the optimum, and exact at once
-    # where the M-step is the answer (K = 1).
-    first = log.n_iter[batch.rows] == 0
-    return done, (step, slope, curvature, ~first & (definite | saddle))
+    return done, (step, slope, curvature, definite | saddle)
 
 
 def _finish(batch: _Batch, i: int, log: _Log, cert: Certificate, converged: bool) -> None:
