@@ -1,12 +1,8 @@
 """Standard errors of an EM estimate from the observed information.
 
-The observed information is the exact negative Hessian of the marginal log-likelihood,
-computed per distinct outcome with Louis' (1982) identity
-
-    H = sum_m c_m [ sum_j r_mj (D2 l_mj + g_mj g_mj^T) - s_m s_m^T ],   s_m = sum_j r_mj g_mj,
-
-where l_mj = log(w_j Binom(h_m | n_m, p_j)), g_mj its gradient and r_mj the posterior
-responsibility. It is taken in an unconstrained parametrisation where it is defined in the
+The observed information is the exact negative Hessian of the marginal log-likelihood
+(Louis' 1982 identity, :mod:`em.derivatives`, the same Hessian that certifies EM's
+convergence). It is taken in an unconstrained parametrisation where it is defined in the
 interior (additive log-ratios of the weights against the last component, logits of the
 biases), inverted, and carried to (weights, p) by the delta method. At a collapsed fit, a
 weight at 0 or a bias at 0 or 1 the information is singular (or the parametrisation is not
@@ -22,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from em.core import MixtureParams, e_step
+from em.core import MixtureParams
 from em.data import BinomialData
+from em.derivatives import gradient_hessian
 
 __all__ = ["StandardErrors", "observed_information", "standard_errors"]
 
@@ -72,28 +69,16 @@ class StandardErrors:
 
 
 def observed_information(data: BinomialData, params: MixtureParams) -> np.ndarray:
-    """Negative Hessian of the log-likelihood in (alr(weights), logit(p)), (2K-1, 2K-1)."""
-    w, p = params.weights, params.p
-    k = p.size
-    resp = e_step(data, params).resp  # (M, K)
-    h = data.heads.astype(float)
-    n = data.trials.astype(float)
-    c = data.counts.astype(float)
-    dim = 2 * k - 1
-    # Gradient of l_mj = log w_j + log Binom(h_m | n_m, p_j), shape (M, K, dim).
-    g = np.zeros((h.size, k, dim))
-    eye = np.eye(k)[:, : k - 1]  # d log w_j / d eta_i = [i == j] - w_i, i < K
-    g[:, :, : k - 1] = (eye - w[: k - 1])[None, :, :]
-    g[:, np.arange(k), k - 1 + np.arange(k)] = h[:, None] - n[:, None] * p[None, :]
-    # Second derivatives: -(diag(w) - w w^T) in eta for every j; -n p_j (1 - p_j) in lambda_j.
-    ww = np.diag(w[: k - 1]) - np.outer(w[: k - 1], w[: k - 1])
-    score = np.einsum("mj,mjd->md", resp, g)  # (M, dim)
-    outer_g = np.einsum("mj,mjd,mje->mde", resp, g, g)  # sum_j r g g^T
-    hess = np.einsum("m,mde->de", c, outer_g) - np.einsum("m,md,me->de", c, score, score)
-    hess[: k - 1, : k - 1] -= c.sum() * ww
-    lam = np.einsum("m,mj->j", c * n, resp) * p * (1 - p)  # sum_m c r_mj n p_j (1 - p_j)
-    hess[k - 1 :, k - 1 :] -= np.diag(lam)
-    return -hess
+    """Negative Hessian of the log-likelihood in (alr(weights), logit(p)), (2K-1, 2K-1).
+
+    The exact Hessian of :func:`em.derivatives.gradient_hessian` (softmax logits and
+    logits) with the last component's logit held: that is the additive log-ratio
+    parametrisation against the last component.
+    """
+    k = params.n_components
+    _, hess = gradient_hessian(data, params)
+    keep = [*range(k - 1), *range(k, 2 * k)]
+    return -hess[np.ix_(keep, keep)]
 
 
 def standard_errors(data: BinomialData, params: MixtureParams) -> StandardErrors:
