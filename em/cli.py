@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from em import _validation as v
 from em.chapter import render_chapter
 from em.data import load_data
-from em.fitting import EMInvariantError, FitResult, fit_data
+from em.fitting import METHODS, EMInvariantError, FitResult, fit_data
 from em.selection import parse_components, select_components
 
 __all__ = ["main", "build_parser", "format_fit"]
@@ -30,6 +31,13 @@ class _UsageError(Exception):
     pass
 
 
+_TOL_HELP = (
+    "a run has converged when its certified gap, the log-likelihood (or log-posterior) "
+    "still to gain, is at most T nats; absolute, whatever the number of sequences "
+    "(default 1e-9)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m em`` argument parser."""
     parser = _Parser(
@@ -39,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     ch = sub.add_parser("chapter", help="the chapter's Tables 6.1-6.4, then EM to convergence")
-    ch.add_argument("--tol", default="1e-10", help="relative tolerance (default 1e-10)")
+    ch.add_argument("--tol", default="1e-9", metavar="T", help=_TOL_HELP)
     ch.add_argument("--max-iter", default="1000", help="maximum iterations (default 1000)")
 
     f = sub.add_parser("fit", help="fit a K-component binomial mixture by EM with restarts")
@@ -52,8 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--restarts", default="10", metavar="R", help="seeded random starts (10)")
     f.add_argument("--seed", default="0", metavar="S", help="root seed (default 0)")
-    f.add_argument("--tol", default="1e-10", metavar="T", help="relative tolerance (1e-10)")
+    f.add_argument("--tol", default="1e-9", metavar="T", help=_TOL_HELP)
     f.add_argument("--max-iter", default="1000", metavar="M", help="max iterations (1000)")
+    f.add_argument(
+        "--method",
+        default="newton",
+        choices=METHODS,
+        help="newton: EM steps, then Newton steps with the exact Hessian (default); "
+        "em: plain EM, step after step",
+    )
     f.add_argument("--init-weights", metavar="W,...", help="your starting weights")
     f.add_argument("--init-p", metavar="P,...", help="your starting biases")
     f.add_argument("--fix", choices=["weights", "p"], help="hold weights or biases fixed")
@@ -86,6 +101,7 @@ def _options(args, k: int) -> dict:
         "seed": _int(args.seed, "--seed", 0),
         "tol": _float(args.tol, "--tol"),
         "max_iter": _int(args.max_iter, "--max-iter", 0),
+        "method": args.method,
         "fix": args.fix,
     }
     if args.init_weights is not None:
@@ -112,11 +128,12 @@ def _options(args, k: int) -> dict:
 def format_fit(res: FitResult) -> str:
     """A readable summary of a fit (components in order of increasing p)."""
     d = res.data
+    opts = res.options
     lines = [
         f"data: {d.source} ({d.n_sequences} sequences, {d.n_outcomes} distinct outcomes, "
         f"trials {int(d.trials.min())}-{d.max_trials})",
-        f"EM, K = {res.n_components}: {len(res.runs)} runs, seed {res.seed}, "
-        f"relative tolerance {res.options['tol']:g}",
+        f"EM ({opts['method']}), K = {res.n_components}: {len(res.runs)} runs, seed "
+        f"{res.seed}; converged = certified gap <= {opts['tol']:g} nats",
         "",
         "component  weight      p",
     ]
@@ -125,18 +142,38 @@ def format_fit(res: FitResult) -> str:
     lines.append(f"log-likelihood  {res.log_likelihood:.7f}")
     if res.log_posterior is not None:
         lines.append(f"log-posterior   {res.log_posterior:.7f}")
-    state = "converged" if res.converged else "not converged"
-    lines.append(f"iterations      {res.n_iter} ({state})")
-    lines += ["", "distinct optima (modulo labels and coinciding components):"]
+    state = "converged" if res.converged else "NOT converged"
+    lines.append(f"iterations      {res.n_iter} ({res.n_estep} E-steps), {state}")
+    lines.append(
+        f"gap             {_gap(res.gap)} nats ({res.certificate.kind}: {res.certificate.detail})"
+    )
+    lines.append(
+        f"runs converged  {res.n_converged} of {len(res.runs)}"
+        + (f", largest gap {_gap(res.max_converged_gap)}" if res.n_converged else "")
+    )
+    lines += ["", "distinct optima of the converged runs (modulo labels and tied components):"]
     lines.append("  #  objective        fraction  eff. K  p (reduced)")
     for i, o in enumerate(res.optima, 1):
-        obj = o.log_likelihood if o.log_posterior is None else o.log_posterior
         ps = ", ".join(f"{x:.4f}" for x in o.reduced.p)
-        lines.append(f"  {i:<2d} {obj:<16.7f} {o.fraction:<9.2f} {o.reduced.n_components:<7d} {ps}")
+        lines.append(
+            f"  {i:<2d} {o.objective:<16.7f} {o.fraction:<9.2f} {o.reduced.n_components:<7d} {ps}"
+        )
+    stuck = [r for r in res.runs if not r.converged]
+    if stuck:
+        lines += ["", "runs that did not converge (in no optimum):"]
+        for r in stuck:
+            lines.append(
+                f"  {r.start:<10s} objective {r.objective:.7f}, gap {_gap(r.gap)} "
+                f"after {r.n_iter} iterations ({r.certificate.kind})"
+            )
     if res.warnings:
         lines += ["", "warnings:"]
         lines += [f"  {w['code']}: {w['message']}" for w in res.warnings]
     return "\n".join(lines) + "\n"
+
+
+def _gap(x) -> str:
+    return "unknown" if x is None or not math.isfinite(x) else f"{x:.3g} nats"
 
 
 def _select(data, ks, opts, as_json: bool) -> int:

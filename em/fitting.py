@@ -467,9 +467,9 @@ def _certify(data, batch: _Batch, log: _Log, prior, fix, tol, method, it, last):
             cert = _aitken(log, r, noise(data, batch.obj[i]), saddle[i])
         if cert is None:
             why = (
-                "a saddle: the Hessian has a positive eigenvalue"
+                "no estimate holds: the Hessian has an ascent direction (not yet near a maximum)"
                 if saddle[i]
-                else ("the Hessian is singular and no stable EM rate is seen")
+                else "no estimate holds: the Hessian is singular and EM shows no stable rate"
             )
             cert = Certificate(float("inf"), "none", why)
         if cert.gap <= tol or last:
@@ -910,8 +910,8 @@ def _diagnose(
 ) -> list[dict]:
     out = []
     top = optima[0] if optima and best.converged else None
-    reduced = top.reduced if top is not None else reduced_mixture(data, best)
-    if reduced.n_components < k:
+    reduced = top.reduced if top is not None else None
+    if reduced is not None and reduced.n_components < k:
         out.append(
             {
                 "code": "collapsed",
@@ -952,7 +952,7 @@ def _diagnose(
                 "code": "not_converged",
                 "message": (
                     f"no run reached a certified gap <= tol within max_iter; the best stopped "
-                    f"after {best.n_iter} iterations with gap {_gap_text(best.gap)} nats "
+                    f"after {best.n_iter} iterations with gap {_gap_text(best.gap)} "
                     f"({best.certificate.kind}: {best.certificate.detail})"
                 ),
             }
@@ -963,7 +963,7 @@ def _diagnose(
                 "code": "runs_not_converged",
                 "message": (
                     f"{len(stuck)} of {len(runs)} runs stopped at max_iter without a certified "
-                    f"gap <= tol (largest gap {_gap_text(max(r.gap for r in stuck))} nats); "
+                    f"gap <= tol (largest gap {_gap_text(max(r.gap for r in stuck))}); "
                     "they are in no optimum"
                 ),
             }
@@ -972,7 +972,7 @@ def _diagnose(
 
 
 def _gap_text(gap: float) -> str:
-    return f"{gap:.3g}" if np.isfinite(gap) else "unknown"
+    return f"{gap:.3g} nats" if np.isfinite(gap) else "unknown"
 
 
 def _default_p(data: BinomialData, k: int) -> np.ndarray:
