@@ -30,10 +30,14 @@ def main() -> None:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     spec = replace(load_spec(ROOT / "examples" / "study_small.toml"), replicates=args.replicates)
     total = len(spec.tasks())
-    print(f"{len(spec.cells)} cells x {spec.replicates} replicates = {total}, "
-          f"{spec.chains} chains x ({spec.tune} + {spec.draws}) draws per replicate")
-    print(f"  {'workers':>7s}  {'wall s':>7s}  {'replicates/min':>14s}  {'compiled':>8s}  "
-          f"{'reused':>6s}  {'s/replicate compiled':>20s}  {'s/replicate reused':>18s}")
+    print(
+        f"{len(spec.cells)} cells x {spec.replicates} replicates = {total}, "
+        f"{spec.chains} chains x ({spec.tune} + {spec.draws}) draws per replicate"
+    )
+    print(
+        f"  {'workers':>7s}  {'wall s':>7s}  {'replicates/min':>14s}  {'compiled':>8s}  "
+        f"{'reused':>6s}  {'s/replicate compiled':>20s}  {'s/replicate reused':>18s}"
+    )
     rates = {}
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
@@ -44,12 +48,15 @@ def main() -> None:
         rates[workers] = total / wall * 60
         comp = rows[rows["compiled_models"] > 0]
         reused = rows[rows["compiled_models"] == 0]
-        print(f"  {workers:>7d}  {wall:>7.1f}  {rates[workers]:>14.1f}  {len(comp):>8d}  "
-              f"{len(reused):>6d}  {comp['seconds'].mean():>20.2f}  "
-              f"{reused['seconds'].mean():>18.2f}")
+        print(
+            f"  {workers:>7d}  {wall:>7.1f}  {rates[workers]:>14.1f}  {len(comp):>8d}  "
+            f"{len(reused):>6d}  {comp['seconds'].mean():>20.2f}  "
+            f"{reused['seconds'].mean():>18.2f}"
+        )
     eff = rates[2] / (2 * rates[1])
-    print(f"  scaling efficiency with 2 workers: {eff:.2f} (rate {rates[2]:.1f} / "
-          f"2 x {rates[1]:.1f})")
+    print(
+        f"  scaling efficiency with 2 workers: {eff:.2f} (rate {rates[2]:.1f} / 2 x {rates[1]:.1f})"
+    )
 
 
 if __name__ == "__main__":
