@@ -106,6 +106,9 @@ class Run:
         The estimate of the objective still to gain at ``params`` and how it was made.
     trace : ndarray
         The objective at theta^(0), theta^(1), ..., theta^(n_iter).
+    path : MixtureParams
+        The parameters at theta^(0), ..., theta^(n_iter), shape (n_iter + 1, K), components
+        in the order of ``params``.
     """
 
     start: str
@@ -118,6 +121,7 @@ class Run:
     converged: bool
     certificate: Certificate
     trace: np.ndarray
+    path: MixtureParams
 
     @property
     def objective(self) -> float:
@@ -358,6 +362,7 @@ class _Log:
 
     def __init__(self, n: int):
         self.trace: list[list[float]] = [[] for _ in range(n)]
+        self.path: list[list[np.ndarray]] = [[] for _ in range(n)]  # (weights, p) rows
         self.increments: list[list[float]] = [[] for _ in range(n)]  # of plain EM steps
         self.gains: list[list[float]] = [[] for _ in range(n)]  # of every step
         self.squarem = np.zeros(n, dtype=bool)
@@ -404,6 +409,7 @@ def run_em_batch(
     log.n_estep += 1
     for r, o in zip(batch.rows, obj, strict=True):
         log.trace[r].append(float(o))
+        log.path[r].append(np.concatenate([batch.weights[r], batch.p[r]]))
     for it in range(max_iter + 1):
         if it == 0 and max_iter > 0:  # the first step is EM's whatever the start: skip
             done, newton = np.zeros(len(starts), dtype=bool), _no_newton(batch)
@@ -580,6 +586,7 @@ def _move(batch: _Batch, i: int, log: _Log, params: MixtureParams, expect, obj: 
     _put(batch.expect, i, expect)
     log.n_iter[r] += 1
     log.trace[r].append(obj)
+    log.path[r].append(np.concatenate([params.weights, params.p]))
     log.increments[r].clear()
     log.gains[r].clear()
     log.squarem[r] = False
@@ -639,6 +646,7 @@ def _step(data, batch: _Batch, newton, log: _Log, prior, fix, method, it, starts
     for i, r in enumerate(batch.rows):
         log.n_iter[r] += 1
         log.trace[r].append(float(batch.obj[i]))
+        log.path[r].append(np.concatenate([batch.weights[i], batch.p[i]]))
         log.gains[r].append(float(batch.obj[i] - old[i]))
         if kind[i]:
             log.increments[r].clear()
@@ -789,14 +797,16 @@ def _put(expect: EStep, rows, src: EStep) -> None:
 
 def _make_run(data, r: int, start: str, init: MixtureParams, log: _Log, prior) -> Run:
     w, p, obj, ll, cert, converged = log.final[r]
-    params = MixtureParams(w, p)
+    k = w.size
+    path = np.asarray(log.path[r])
+    order = np.arange(k)
     if prior is None or len(set(prior.alpha)) == 1:
         # Exchangeable components: list them by increasing p. An asymmetric Dirichlet
         # tells the components apart by label, so then the labels are kept.
         order = np.lexsort((w, p))
-        params = MixtureParams(w[order], p[order])
         if cert.face is not None:
             cert = Certificate(cert.gap, cert.kind, cert.detail, _relabel(cert.face, order))
+    params = MixtureParams(w[order], p[order])
     return Run(
         start=start,
         init=init,
@@ -808,6 +818,7 @@ def _make_run(data, r: int, start: str, init: MixtureParams, log: _Log, prior) -
         converged=bool(converged),
         certificate=cert,
         trace=np.asarray(log.trace[r]),
+        path=MixtureParams(path[:, order], path[:, k + order]),
     )
 
 
