@@ -5,15 +5,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from compare.settings import TOLERANCES
 from em import MixtureParams, mixture_pmf
 
 __all__ = ["TOLERANCES", "match_components", "pmf_distance", "compare_fits"]
 
-#: What "agree" means. Objective values in nats; parameters and total variation absolute.
-#: EM stops on a relative change of 1e-10 and L-BFGS-B on its own criteria, and along
-#: flat directions both stop a little short, so parameters get a looser tolerance than
-#: the objective.
-TOLERANCES = {"objective": 1e-4, "parameters": 2e-3, "total_variation": 1e-3}
 
 
 def match_components(p_a, p_b) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 from scipy.stats import chi2
 
+from compare.settings import CI_PROB
 from em import BinomialData, MixtureParams, log_likelihood, mixture_pmf
 
 __all__ = [
@@ -20,8 +21,6 @@ __all__ = [
     "overdispersion_test",
 ]
 
-#: Interval probability used throughout the report (ArviZ 1.x defaults to 0.89; we say so).
-CI_PROB = 0.89
 
 
 def _dataset(arrays: dict) -> xr.Dataset:
