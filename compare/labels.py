@@ -816,7 +816,7 @@ def ordering_check(p, *, tau_sd: float = PRESSED_SD, threshold: float = PRESSED_
         raise ValueError("p must hold at least 2 draws to have a posterior sd")
     sd = flat.std(axis=0, ddof=1)
     scale = np.sqrt(0.5 * (sd[:-1] ** 2 + sd[1:] ** 2))
-    pressed = (gaps <= tau_sd * scale).reshape(-1, scale.size).mean(axis=0)
+    pressed = (gaps <= tau_sd * scale).mean(axis=(0, 1))
     return OrderingCheck(
         pressed_fraction=pressed.tolist(),
         scale=scale.tolist(),
