@@ -41,6 +41,7 @@ from em import BinomialData, MixtureParams, e_step, log_likelihood, reduce_param
 
 __all__ = [
     "AMBIGUITY_NATS",
+    "CACHE_NUMBERS",
     "CHUNK_NUMBERS",
     "DECIDED_SHARE",
     "PRESSED_SD",
@@ -114,7 +115,7 @@ def _check_draws(w, p, *, name_w: str = "w", name_p: str = "p") -> tuple[np.ndar
     bad = np.abs(sums - 1.0) > 1e-6
     if np.any(bad):
         c, d = np.argwhere(bad)[0]
-        raise ValueError(f"{name_w}[{c}, {d}] sums to {sums[c, d]!r}, not 1")
+        raise ValueError(f"{name_w}[{c}, {d}] sums to {float(sums[c, d])!r}, not 1")
     return w, p
 
 
@@ -122,7 +123,8 @@ def _check_values(x: np.ndarray, name: str, ok: np.ndarray, what: str) -> None:
     bad = ~(np.isfinite(x) & ok)
     if np.any(bad):
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name}[{', '.join(map(str, idx))}] = {x[idx]!r} is non-finite or {what}")
+        at = ", ".join(map(str, idx))
+        raise ValueError(f"{name}[{at}] = {float(x[idx])!r} is non-finite or {what}")
 
 
 def _check_reference(reference, k: int | None = None) -> MixtureParams:
@@ -142,7 +144,7 @@ def _check_reference(reference, k: int | None = None) -> MixtureParams:
     _check_values(ref.p, "reference.p", (ref.p >= 0) & (ref.p <= 1), "outside [0, 1]")
     _check_values(ref.weights, "reference.weights", ref.weights >= 0, "negative")
     if abs(ref.weights.sum() - 1.0) > 1e-6:
-        raise ValueError(f"reference.weights sum to {ref.weights.sum()!r}, not 1")
+        raise ValueError(f"reference.weights sum to {float(ref.weights.sum())!r}, not 1")
     return ref
 
 
@@ -371,7 +373,8 @@ def coclustering(
     outcome m) at the draw: the probability that two distinct sequences, with outcomes m
     and m', were produced by one coin. Label-invariant (a relabelling permutes j in both
     factors), so it is meaningful at a collapsed fit too, where it is flat. The diagonal
-    is for two distinct sequences with the same outcome, hence below 1.
+    is for two distinct sequences with the same outcome: 1 only if that outcome comes from
+    one coin for certain.
 
     Parameters
     ----------
@@ -808,8 +811,8 @@ def ordering_check(p, *, tau_sd: float = PRESSED_SD, threshold: float = PRESSED_
     if np.any(gaps < 0):
         c, d, j = np.argwhere(gaps < 0)[0]
         raise ValueError(
-            f"p[{c}, {d}] is not in increasing order (p[{j}] = {p[c, d, j]!r} > "
-            f"p[{j + 1}] = {p[c, d, j + 1]!r}): pass the ordered model's draws"
+            f"p[{c}, {d}] is not in increasing order (p[{j}] = {float(p[c, d, j])!r} > "
+            f"p[{j + 1}] = {float(p[c, d, j + 1])!r}): pass the ordered model's draws"
         )
     flat = p.reshape(-1, p.shape[-1])
     if flat.shape[0] < 2:

@@ -243,6 +243,11 @@ def test_close_p_distinct_weights_is_no_switching(rng):
     assert max(c.off_modal_fraction for c in res.switching.chains) < labels.WITHIN_SHARE
     # the per-component summaries keep the weights where they were planted
     assert np.all(res.relabel(w)[..., 0].mean(axis=1) > 0.68)
+    # and a real switch between these close components is seen
+    ws, ps = permute_chain(w, p, 2, [1, 0], draws=slice(500, None))
+    sw = switching_verdict(kl_match(data, ws, ps, ref))
+    assert sw.within_chains and [c.within for c in sw.chains] == [False, False, True, False]
+    assert sw.chains[2].off_modal_fraction == pytest.approx(0.5, abs=0.01)
 
 
 def test_a_collapsed_fit_gets_no_matching_verdict(rng):
