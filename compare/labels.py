@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.linalg.blas import dsyrk
 from scipy.optimize import linear_sum_assignment
 from scipy.special import gammaln, xlogy
 
@@ -394,11 +395,22 @@ def coclustering(
     sub = _outcome_subset(data, outcomes)
     resp = _Responsibilities(sub, w, p, chunk_numbers, cache_numbers=0)
     m = sub.n_outcomes
-    acc = np.zeros((m, m))
+    acc = np.zeros((m, m), order="F")  # BLAS updates its upper triangle in place
     for _, r in resp:
-        x = np.ascontiguousarray(r.transpose(1, 0, 2)).reshape(m, -1)  # (M, t K)
-        acc += x @ x.T
-    return acc / resp.n_draws
+        x = np.asfortranarray(r.transpose(1, 0, 2).reshape(m, -1))  # (M, t K)
+        acc = dsyrk(1.0 / resp.n_draws, x, beta=1.0, c=acc, overwrite_c=1)
+    return _symmetrise_upper(acc)
+
+
+def _symmetrise_upper(a: np.ndarray, block: int = 512) -> np.ndarray:
+    """Copy the upper triangle onto the lower one in place, a block of columns at a time."""
+    for s in range(0, a.shape[0], block):
+        e = min(s + block, a.shape[0])
+        a[s:e, :s] = a[:s, s:e].T
+        diag = a[s:e, s:e]
+        lower = np.tril_indices(e - s, -1)
+        diag[lower] = diag.T[lower]
+    return a
 
 
 # ---------------------------------------------------------------------- matching

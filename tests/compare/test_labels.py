@@ -289,6 +289,14 @@ def test_coclustering_against_a_direct_computation(rng):
     )
 
 
+def test_symmetrising_the_upper_triangle_block_by_block(rng):
+    full = rng.normal(size=(10, 10))
+    full = full + full.T
+    upper = np.asfortranarray(np.triu(full) + np.tril(rng.normal(size=(10, 10)), -1))
+    for block in (3, 4, 10, 512):
+        np.testing.assert_array_equal(labels._symmetrise_upper(upper.copy(order="F"), block), full)
+
+
 def test_ambiguous_draws_are_not_switching(rng):
     """Draws between two labellings flip at random: counted only without the margin."""
     data, w, p, ref = planted_case(rng, [0.5, 0.5], [0.2, 0.8])
