@@ -390,6 +390,7 @@ def coclustering(
     Returns
     -------
     ndarray of shape (M, M), over ``data``'s distinct outcomes (or ``outcomes``)
+        Symmetric, clipped to [0, 1] against rounding.
     """
     w, p = _check_draws(w, p)
     sub = _outcome_subset(data, outcomes)
@@ -399,7 +400,7 @@ def coclustering(
     for _, r in resp:
         x = np.asfortranarray(r.transpose(1, 0, 2).reshape(m, -1))  # (M, t K)
         acc = dsyrk(1.0 / resp.n_draws, x, beta=1.0, c=acc, overwrite_c=1)
-    return _symmetrise_upper(acc)
+    return np.clip(_symmetrise_upper(acc), 0.0, 1.0, out=acc)  # rounding: 1 + 7e-16 seen
 
 
 def _symmetrise_upper(a: np.ndarray, block: int = 512) -> np.ndarray:
