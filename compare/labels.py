@@ -432,6 +432,10 @@ class Relabelling:
     margin : ndarray of shape (chain, draw)
         Cost of the runner-up labelling minus that of the chosen one (>= 0; inf if K = 1).
         A small margin is a draw between two labellings (overlapping components).
+    classification : ndarray of shape (M, K)
+        q: for a fixed pivot, the reference's P(coin | outcome); for Stephens, the mean over
+        draws of the relabelled responsibilities at the final permutations (the
+        posterior's Table 6.1, relabelled; the q of ``cost`` once converged).
     criterion : str
     sweeps : int
         Stephens' sweeps (0 for a match to a fixed pivot).
@@ -442,6 +446,7 @@ class Relabelling:
     permutations: np.ndarray
     cost: np.ndarray
     margin: np.ndarray
+    classification: np.ndarray
     criterion: str
     sweeps: int = 0
     converged: bool = True
@@ -523,7 +528,8 @@ def kl_match(
     """
     w, p = _check_draws(w, p)
     ref = _check_reference(reference, p.shape[-1])
-    weighted = data.counts.astype(float)[:, None] * _log_q(e_step(data, ref).resp)
+    q = e_step(data, ref).resp
+    weighted = data.counts.astype(float)[:, None] * _log_q(q)
     resp = _Responsibilities(data, w, p, chunk_numbers, cache_numbers=0)
     cost = np.empty((resp.n_draws, resp.k, resp.k))
     for sl, r in resp:
@@ -534,6 +540,7 @@ def kl_match(
         permutations=perms.reshape(p.shape),
         cost=cost.reshape(shape + (resp.k, resp.k)),
         margin=margin.reshape(shape),
+        classification=q,
         criterion="Stephens (2000) KL criterion against the reference's classification",
     )
 
@@ -602,6 +609,7 @@ def stephens_relabel(
         permutations=perms.reshape(p.shape),
         cost=cost.reshape(shape + (resp.k, resp.k)),
         margin=margin.reshape(shape),
+        classification=q_sum / resp.n_draws,
         criterion="Stephens (2000) KL relabelling",
         sweeps=sweeps,
         converged=converged,

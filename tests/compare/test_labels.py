@@ -169,6 +169,7 @@ def test_kl_match_is_the_brute_force_minimum_and_margin(rng):
     data, w, p, ref = planted_case(rng, *SEPARATED, draws=20, sd_p=0.15, conc=5)
     match = kl_match(data, w, p, ref)
     q = e_step_resp(data, ref)
+    np.testing.assert_array_equal(match.classification, q)
     c = data.counts[:, None].astype(float)
     for ch, d in itertools.product(range(4), range(20)):
         r = e_step_resp(data, MixtureParams(w[ch, d], p[ch, d]))
@@ -353,6 +354,8 @@ def test_stephens_relabel_in_chunks_equals_the_in_memory_algorithm(rng):
         assert st.sweeps == sweeps and st.converged
     rel = apply_permutations(p, perms)
     assert np.all(np.diff(np.sign(rel[..., 1] - rel[..., 0]).reshape(-1)) == 0)
+    relabelled_resp = np.take_along_axis(resp, perms[:, :, None, :], axis=-1)
+    np.testing.assert_allclose(st.classification, relabelled_resp.mean(axis=(0, 1)), rtol=1e-12)
     capped = stephens_relabel(data, w, p, identity, max_iter=1)
     assert capped.sweeps == 1 and not capped.converged
 
