@@ -117,7 +117,7 @@ def _check(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
-    from compare.analysis import ReportOptions, validate_options
+    from compare.options import ReportOptions, validate_options
     from compare.report import check_out_dir, write_report
 
     argv = sys.argv[1:] if argv is None else argv

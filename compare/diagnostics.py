@@ -22,7 +22,6 @@ __all__ = [
 ]
 
 
-
 def _dataset(arrays: dict) -> xr.Dataset:
     out = {}
     for name, arr in arrays.items():

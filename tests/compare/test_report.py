@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import compare.report as report_mod
-from compare.analysis import ReportOptions
+from compare.options import ReportOptions
 from compare.cli import main
 from compare.report import write_report
 from em import BinomialData
