@@ -44,10 +44,13 @@ def fitted_coins(a) -> Finding | None:
         )
     coins = []
     for j in range(fit.n_components):
-        text = f"coin {j + 1}: p = {fit.p[j]:.4g}, weight {fit.weights[j]:.3g}"
         if lab.identified:
-            lo, hi = _interval(lab.p[..., j]), _interval(lab.weights[..., j])
-            text += f" ({pct}% intervals {lo} and {hi})"
+            text = (
+                f"coin {j + 1}: p = {fit.p[j]:.4g} ({pct}% interval {_interval(lab.p[..., j])}), "
+                f"weight {fit.weights[j]:.3g} ({_interval(lab.weights[..., j])})"
+            )
+        else:
+            text = f"coin {j + 1}: p = {fit.p[j]:.4g}, weight {fit.weights[j]:.3g}"
         coins.append(text)
     text = "Fitted coins (EM's certified optimum): " + "; ".join(coins) + "."
     return Finding("fitted_coins", text)

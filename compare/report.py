@@ -27,7 +27,7 @@ import numpy as np
 from compare import plots
 from compare.analysis import Analysis, run_analysis
 from compare.options import ReportOptions, validate_options
-from compare.sections import sections
+from compare.sections import Untrusted, sections
 from compare.settings import CI_PROB
 from em import BinomialData, mixture_pmf
 from models import save_posterior
@@ -206,12 +206,18 @@ def _pmf_panels(a: Analysis) -> list[dict]:
 
 
 # ---------------------------------------------------------------------- rendering
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!])")
 
 
 def _md(text) -> str:
-    """Neutralise Markdown (and inline HTML) in a string that may come from the data."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
+    """Neutralise Markdown and inline HTML in text from the data or the command line."""
+    return _MD_SPECIAL.sub(r"\\\1", text) if isinstance(text, Untrusted) else str(text)
+
+
+def _fence(text) -> str:
+    """A code fence longer than any run of backticks in ``text``."""
+    longest = max((len(m) for m in re.findall(r"`+", str(text))), default=0)
+    return "`" * max(3, longest + 1)
 
 
 _ENV = jinja2.Environment(
@@ -221,6 +227,7 @@ _ENV = jinja2.Environment(
     trim_blocks=False,
 )
 _ENV.filters["md"] = _md
+_ENV.filters["fence"] = _fence
 
 
 def render_markdown(secs: list[dict]) -> str:

@@ -11,7 +11,14 @@ from __future__ import annotations
 from compare.conclusions import conclusions
 from compare.settings import CI_PROB
 
-__all__ = ["sections"]
+__all__ = ["sections", "Untrusted"]
+
+
+class Untrusted(str):
+    """Text that comes from the user's data or command line (a file name, say).
+
+    The Markdown renderer neutralises markup in it; the HTML one escapes everything anyway.
+    """
 
 
 def _f(x, digits: int = 4) -> str:
@@ -43,7 +50,7 @@ def header(a, figures: dict) -> dict:
         "on every bias."
     )
     return {
-        "title": f"EM against the posterior: {d.source}, K = {o.components}",
+        "title": Untrusted(f"EM against the posterior: {d.source}, K = {o.components}"),
         "level": 1,
         "blocks": [("p", intro), ("h", "Conclusions"), ("ul", [f.text for f in conclusions(a)])],
     }
@@ -438,7 +445,7 @@ def reproduce(a, figures: dict, command: list[str] | None) -> dict:
     return {
         "title": "Reproduce",
         "blocks": [
-            ("code", " ".join(command) if command else "python -m compare report ..."),
+            ("code", Untrusted(" ".join(command) if command else "python -m compare report ...")),
             (
                 "p",
                 "results.json holds every number above; posterior.nc and "

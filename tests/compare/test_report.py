@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import compare.report as report_mod
-from compare.options import ReportOptions
 from compare.cli import main
+from compare.options import ReportOptions
 from compare.report import write_report
 from em import BinomialData
 from tests.conftest import simulate
