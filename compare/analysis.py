@@ -26,6 +26,7 @@ from compare.stages.multimodality import Multimodality, multimodality_stage
 from compare.stages.sampling import SamplingStage, sampling_stage
 from compare.stages.selection import Selection, criteria_stage, selection_stage
 from compare.stages.uncertainty import Uncertainty, draw_stats, uncertainty_stage
+from compare.stages.user_em import UserEM, UserEstimate, user_em_stage
 from em import BinomialData, e_step
 from models import MixtureModel
 
@@ -56,6 +57,7 @@ class Analysis:
     multimodality: Multimodality
     uncertainty: Uncertainty
     selection: Selection | None = None
+    user_em: UserEM | None = None
 
     def to_dict(self) -> dict:
         """results.json: every number of the report, and its conclusions."""
@@ -81,6 +83,8 @@ class Analysis:
         }
         if self.selection is not None:
             out.update(self.selection.to_dict())
+        if self.user_em is not None:
+            out["user_em"] = self.user_em.to_dict()
         out["conclusions"] = [f.text for f in conclusions(self)]
         return out
 
@@ -104,8 +108,17 @@ class Analysis:
         }
 
 
-def run_analysis(data: BinomialData, opts: ReportOptions, ks: list[int] | None = None) -> Analysis:
-    """Run every stage. With several ``ks``, model selection first; the rest is for BIC's K."""
+def run_analysis(
+    data: BinomialData,
+    opts: ReportOptions,
+    ks: list[int] | None = None,
+    user: UserEstimate | None = None,
+) -> Analysis:
+    """Run every stage.
+
+    With several ``ks``, model selection comes first and the rest is for BIC's K. With
+    ``user`` (an estimate from another EM), it is judged beside the built-in EM.
+    """
     validate_options(opts)
     seeds = np.random.SeedSequence(opts.seed).spawn(7)
     rows = None
@@ -126,6 +139,7 @@ def run_analysis(data: BinomialData, opts: ReportOptions, ks: list[int] | None =
     if rows is not None:
         idatas = {k: sampling.exchangeable.idata}
         selection = selection_stage(data, rows, idatas, opts, seeds[6], k)
+    agreement = agreement_stage(data, em, maps, ident)
     return Analysis(
         data=data,
         options=opts,
@@ -133,10 +147,13 @@ def run_analysis(data: BinomialData, opts: ReportOptions, ks: list[int] | None =
         map=maps,
         sampling=sampling,
         identifiability=ident,
-        agreement=agreement_stage(data, em, maps, ident),
+        agreement=agreement,
         labels=labels,
         health=health_stage(sampling, labels),
         multimodality=multimodality_stage(em, maps, labels),
         uncertainty=uncertainty_stage(data, em, ident, labels),
         selection=selection,
+        user_em=None
+        if user is None
+        else user_em_stage(data, user, prior, agreement, ident, labels),
     )

@@ -260,10 +260,45 @@ def selection(a) -> Finding | None:
     )
 
 
+def user_em(a) -> Finding | None:
+    """The verdict on an estimate brought from another program."""
+    u = a.user_em
+    if u is None:
+        return None
+    if u.claim == "right":
+        claim = "its claimed log-likelihood is right"
+    elif u.claim == "none":
+        claim = f"it claimed no log-likelihood (it is {u.log_likelihood:.10g})"
+    elif u.claim == "wrong":
+        claim = (
+            f"its claimed log-likelihood {u.estimate.claimed:.10g} is wrong (recomputed: "
+            f"{u.log_likelihood:.10g})"
+        )
+    else:
+        claim = (
+            f"its claimed log-likelihood leaves out the binomial coefficient (a constant of "
+            f"{u.coefficient:.6g} nats: right otherwise)"
+        )
+    if u.optimum.converged:
+        where = (
+            f"it is {_g(u.distance, 2)} nats below the optimum certified EM reaches from it "
+            f"(p = {_list(u.optimum.params.p)})"
+        )
+    else:
+        where = "certified EM from it did not converge"
+    verdict = {True: "agrees", False: "does not agree", None: "cannot be compared"}[u.agree]
+    return Finding(
+        "user_em",
+        f"Your EM's estimate: {claim}; {where}; it {verdict} with the posterior mode under "
+        "the same rules as the built-in EM.",
+    )
+
+
 #: The findings in the order the report lists them.
 FINDINGS = (
     selection,
     fitted_coins,
+    user_em,
     em_convergence,
     agreement,
     collapse,

@@ -68,11 +68,13 @@ def write_report(
     force: bool = False,
     command: list[str] | None = None,
     select: list[int] | None = None,
+    user=None,
 ) -> dict:
     """Run the analysis and write the report into ``out``; returns results.json's content.
 
     With ``select`` (several K) the report adds model selection over those K, and its
-    detailed comparison is for the K that BIC prefers.
+    detailed comparison is for the K that BIC prefers. ``user``: an estimate from another
+    EM (:class:`compare.stages.user_em.UserEstimate`), judged beside the built-in one.
     """
     out = Path(out)
     validate_options(opts)
@@ -81,7 +83,7 @@ def write_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        analysis = run_analysis(data, opts, select)
+        analysis = run_analysis(data, opts, select, user)
         results = analysis.to_dict()
         _write_folder(analysis, results, tmp, command)
         manifest = {
