@@ -42,15 +42,37 @@ _dumps, _loads = json.dumps, json.loads
 
 
 class RefuseSuite(importlib.abc.MetaPathFinder):
-    """Refuse imports of the suite's packages: the reference EM is the grader's."""
+    """Refuse imports of the suite's packages: the reference EM is the grader's.
+
+    Only the suite's own ``em``, ``compare`` and ``models`` are refused (a folder holding
+    all three packages); a student's own module called ``models`` still imports.
+    """
 
     def find_spec(self, fullname, path=None, target=None):  # noqa: D102 - importlib hook
-        if fullname.partition(".")[0] in SUITE:
+        if fullname not in SUITE:  # submodules need their package, refused or allowed
+            return None
+        for finder in sys.meta_path:
+            found = getattr(finder, "find_spec", None) if finder is not self else None
+            spec = found(fullname, path, target) if found else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.submodule_search_locations:
+            roots = [os.path.dirname(loc) for loc in spec.submodule_search_locations]
+        else:
+            roots = [os.path.dirname(spec.origin or "")]
+        if any(is_suite(root) for root in roots):
             raise ImportError(
                 f"importing {fullname!r} is refused while your function is checked: write "
                 "the step with numpy/scipy yourself (--allow-suite-imports lifts this)"
             )
         return None
+
+
+def is_suite(folder: str) -> bool:
+    """Whether ``folder`` holds the suite: the packages em, compare and models."""
+    return all(os.path.isfile(os.path.join(folder, name, "__init__.py")) for name in SUITE)
 
 
 def one_line(text: str) -> str:

@@ -677,11 +677,13 @@ def _check_data_set(runner: _Runner, ds: _DataSet) -> list[CheckResult]:
             f"sum(weights) = {w.sum():.10g}, p = {_fmt(p)}",
         )
     )
-    close = _close(w, ref.weights, REL_TOL) and _close(p, ref.p, REL_TOL)
+    close = np.allclose(w, ref.weights, rtol=REL_TOL, atol=1e-12) and np.allclose(
+        p, ref.p, rtol=REL_TOL, atol=1e-12
+    )
     out.append(
         CheckResult(
             f"{ds.name}: one step equals the reference EM",
-            close,
+            bool(close),
             f"weights {_fmt(ref.weights)}, p {_fmt(ref.p)}",
             f"weights {_fmt(w)}, p {_fmt(p)}",
         )
@@ -724,8 +726,8 @@ def _relabel_check(ds: _DataSet, w, p, reply: _Reply, perm) -> CheckResult:
         wp, pp = _as_pair(reply, ds.init.n_components)
     except ValueError as exc:
         return CheckResult(name, False, "an answer", str(exc))
-    same = _close(wp, w[perm], 1e-10) and _close(pp, p[perm], 1e-10)
-    return CheckResult(name, same, f"weights {_fmt(w[perm])}", f"weights {_fmt(wp)}")
+    same = np.allclose(wp, w[perm], rtol=1e-10) and np.allclose(pp, p[perm], rtol=1e-10)
+    return CheckResult(name, bool(same), f"weights {_fmt(w[perm])}", f"weights {_fmt(wp)}")
 
 
 def _with_slip(results: list[CheckResult], slip: Slip | None) -> list[CheckResult]:

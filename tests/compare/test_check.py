@@ -1,6 +1,7 @@
 """``python -m compare check``: grading, naming the slip, and a grader that cannot be fooled."""
 
 import functools
+import os
 import subprocess
 import sys
 import time
@@ -330,6 +331,25 @@ def test_importing_the_reference_is_refused_unless_allowed():
     assert "raised ImportError: importing 'compare' is refused" in refused[0].obtained
     allowed = graded("imports_reference", ATTACKS, allow=True).results
     assert len(allowed) == 23 and failed(allowed) == []
+
+
+def test_the_suite_is_refused_from_any_folder(tmp_path):
+    """Outside the repository, `em` comes from the installed package: refused too."""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-m", "compare", "check", f"{root / ATTACKS}:imports_reference"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=120,
+    )
+    assert out.returncode == 1 and "importing 'compare' is refused" in out.stdout
+
+
+def test_a_students_own_module_called_models_is_not_the_suite():
+    results = run_checks("tests/compare/student/own_models/step.py")
+    assert len(results) == 23 and failed(results) == []
 
 
 def test_a_file_importing_em_cannot_be_loaded(capsys):
