@@ -2,6 +2,7 @@
 
 import functools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -253,6 +254,15 @@ def test_closing_its_own_stdout_does_not_matter():
     assert len(results) == 23 and failed(results) == []
 
 
+def test_a_child_that_dies_before_loading_is_a_load_error(monkeypatch, capsys):
+    monkeypatch.setattr(check, "CHILD", Path("/nonexistent/_check_child.py"))
+    results = run_checks(IMPLS)
+    assert [r.name for r in results] == ["load the function"]
+    assert "exited with status 2 without answering" in results[0].obtained
+    assert main(["check", IMPLS]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot load ")
+
+
 def test_the_time_limit_covers_half_a_reply():
     start = time.monotonic()
     results = run_checks(f"{ATTACKS}:half_a_frame_then_sleeps", timeout=0.5)
@@ -292,6 +302,17 @@ def test_a_child_in_its_own_process_group_is_killed_too():
     results = graded("forks_into_own_group", ATTACKS).results
     assert failed(results) == []
     assert processes_running("97.532") == []
+
+
+def test_a_process_escaping_to_its_own_session_does_not_hold_the_output():
+    """Out of reach of the kill (a known limit), but the check does not wait for it."""
+    try:
+        start = time.monotonic()
+        out = cli(f"{ATTACKS}:escapes_with_setsid")
+        assert time.monotonic() - start < 60 and out.returncode == 0
+    finally:
+        for pid in processes_running("97.534"):  # started by this test, through the student
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_signal_to_the_grader_is_one_line_not_a_pass():

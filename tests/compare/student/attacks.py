@@ -145,3 +145,12 @@ def reads_environment(heads, trials, weights, p):
     if "SECRET_TOKEN" in os.environ:
         raise RuntimeError("the grader's environment leaked into the child")
     return correct(heads, trials, weights, p)
+
+
+def escapes_with_setsid(heads, trials, weights, p):
+    if not getattr(escapes_with_setsid, "done", False):
+        escapes_with_setsid.done = True
+        if os.fork() == 0:  # a new session: out of reach of the grader's kill
+            os.setsid()
+            os.execvp("sleep", ["sleep", "97.534"])
+    return correct(heads, trials, weights, p)
