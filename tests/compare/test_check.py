@@ -1,6 +1,7 @@
 """``python -m compare check``: grading, naming the slip, and a grader that cannot be fooled."""
 
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -112,6 +113,7 @@ def test_swapped_axis():
         ("swapped_axis", "wrong_axis"),
         ("hard_coded_trials", "trials_both"),
         ("hard_coded_trials_in_m_step", "trials_m"),
+        ("hard_coded_trials_in_e_step", "trials_e"),
         ("not_normalised_by_trials", "not_by_trials"),
         ("swapped_return", "swapped"),
     ],
@@ -204,6 +206,36 @@ def test_match_slip_names_each_variant_and_nothing_else():
 def test_legitimate_return_types_pass(impl):
     results = graded(impl, ATTACKS).results
     assert len(results) == 23 and failed(results) == []
+
+
+def test_the_grader_accepts_plain_numbers_only():
+    def frame(**fields):
+        return json.dumps({"id": 7, "ok": True, **fields}).encode()
+
+    good = [{"shape": [2], "data": [0.25, 0.75]}, {"shape": [2], "data": [0.5, 1]}]
+    reply = check._parse_reply(frame(values=good), 7)
+    assert reply.status == "ok" and reply.arrays[1][1].tolist() == [0.5, 1.0]
+    big = {"shape": [10_000_000], "data": None}  # only the shape of a huge array
+    assert check._parse_reply(frame(values=[big, good[1]]), 7).arrays[0] == ((10_000_000,), None)
+    bad = [
+        frame(values=good)[:-1],  # cut short
+        b"[" * 100_000 + b"]" * 100_000,  # nested too deep
+        json.dumps({"id": 8, "ok": True, "values": good}).encode(),  # out of turn
+        json.dumps({"id": True, "ok": True, "values": good}).encode(),
+        frame(values=good[:1]),
+        frame(values=[{"shape": [2], "data": [0.25, "0.75"]}, good[1]]),
+        frame(values=[{"shape": [2], "data": [0.25, True]}, good[1]]),
+        frame(values=[{"shape": [3], "data": [0.25, 0.75]}, good[1]]),
+        frame(values=[{"shape": [-2], "data": None}, good[1]]),
+        frame(values=[{"shape": [1] * 33, "data": None}, good[1]]),
+        frame(values=[{"__reduce__": "os._exit"}, good[1]]),
+        json.dumps({"id": 7, "ok": False}).encode(),
+    ]
+    for body in bad:
+        with pytest.raises(check._Failure):
+            check._parse_reply(body, 7)
+    raised = json.dumps({"id": 7, "ok": False, "raised": "E: a\nPASS  fake"}).encode()
+    assert check._parse_reply(raised, 7).message == "E: a PASS  fake"  # one line
 
 
 def test_a_reduce_payload_runs_nowhere_and_fails():

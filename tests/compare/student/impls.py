@@ -97,3 +97,14 @@ def off_by_a_little(heads, trials, weights, p):
     """Wrong, but like none of the known slips."""
     new_weights, new_p = correct(heads, trials, weights, p)
     return new_weights, new_p * 0.99
+
+
+def hard_coded_trials_in_e_step(heads, trials, weights, p):
+    n = 10  # as in the chapter, in the likelihood only
+    joint = (
+        weights * comb(n, heads[:, None]) * p ** heads[:, None] * (1 - p) ** (n - heads)[:, None]
+    )
+    with np.errstate(invalid="ignore"):
+        r = joint / joint.sum(axis=1, keepdims=True)
+    nk = r.sum(axis=0)
+    return nk / nk.sum(), (r * heads[:, None]).sum(axis=0) / (r * trials[:, None]).sum(axis=0)
