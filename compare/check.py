@@ -489,6 +489,23 @@ class _Runner:
         """Kill the child's whole session, reap it, keep the head of what it printed."""
         if self.proc is None:
             return
+        # A Ctrl-C (or a SIGINT from the function) is held until the session is dead.
+        held = []
+        try:
+            previous = signal.signal(signal.SIGINT, lambda *_: held.append(True))
+        except ValueError:  # not the main thread, where Python handles signals
+            previous = None
+        try:
+            self._kill_and_collect()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        if held and callable(previous):
+            previous(signal.SIGINT, None)
+        elif held and previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+    def _kill_and_collect(self) -> None:
         _kill_session(self.proc.pid)
         self.proc.wait()
         for fd in (self.request_w, self.reply_r):

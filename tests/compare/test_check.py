@@ -350,6 +350,22 @@ def test_a_process_escaping_to_its_own_session_does_not_hold_the_output():
 def test_a_signal_to_the_grader_is_one_line_not_a_pass():
     out = cli(f"{ATTACKS}:interrupts_the_grader")
     assert out.returncode == 130 and out.stderr == "error: interrupted\n"
+    assert processes_running("97.535") == []  # the session was killed on the way out
+
+
+def test_an_interrupt_while_cleaning_up_waits_until_the_session_is_dead(monkeypatch):
+    runner = check._Runner(parse_spec(IMPLS), 10.0, False)
+    assert runner.start() is None
+    pid, real_kill = runner.proc.pid, check._kill_session
+
+    def interrupted_kill(sid):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the grader cleans up
+        real_kill(sid)
+
+    monkeypatch.setattr(check, "_kill_session", interrupted_kill)
+    with pytest.raises(KeyboardInterrupt):
+        runner.close()
+    assert runner.proc is None and not Path(f"/proc/{pid}").exists()
 
 
 def test_the_reference_is_never_in_the_grader_while_the_function_runs(monkeypatch):

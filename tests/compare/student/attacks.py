@@ -137,8 +137,7 @@ def imports_reference(heads, trials, weights, p):
 
 def interrupts_the_grader(heads, trials, weights, p):
     os.kill(os.getppid(), signal.SIGINT)
-    time.sleep(5)
-    return correct(heads, trials, weights, p)
+    os.execvp("sleep", ["sleep", "97.535"])  # still there when the grader cleans up
 
 
 def reads_environment(heads, trials, weights, p):
