@@ -332,25 +332,50 @@ def _clean_env() -> dict[str, str]:
 
 
 def _kill_session(sid: int) -> None:
-    """SIGKILL the process group ``sid`` and, where /proc shows them, the rest of its session."""
+    """SIGKILL the process group ``sid`` and, where /proc shows them, the rest of its session.
+
+    Returns once they are dead (zombies at most), or after a second.
+    """
     try:
         os.killpg(sid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.isdigit():
-            continue
+    members = _session_members(sid)
+    for pid in members:
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            session = int(stat.rsplit(")", 1)[1].split()[3])
-            if session == sid:
-                os.kill(int(entry), signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 1.0
+    while members and time.monotonic() < deadline:
+        members = [pid for pid in members if _process_state(pid) not in ("", "Z", "X")]
+        if members:
+            time.sleep(0.005)
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of ``pid`` in /proc ("" if it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def _session_members(sid: int) -> list[int]:
+    """The processes of session ``sid``, as far as /proc shows (none without /proc)."""
+    try:
+        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    members = []
+    for pid in entries:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:
+                members.append(pid)
         except (OSError, ValueError, IndexError):
             continue
+    return members
 
 
 class _Runner:
