@@ -3,16 +3,18 @@
 The grader (:mod:`compare.check`) runs this file as a script, ``python -I -B
 _check_child.py REQUEST_FD REPLY_FD KIND WHERE FUNCTION [--allow-suite-imports]``, in a new
 session with a clean environment; it is never imported. It uses only the standard library
-and numpy, so nothing of the suite is loaded here, and it refuses imports of ``em``,
-``compare`` and ``models`` unless ``--allow-suite-imports`` is given: a student's function
-cannot call the grader's reference EM.
+and numpy, so nothing of the suite is loaded here, and it refuses imports of the suite's
+own ``em``, ``compare`` and ``models`` unless ``--allow-suite-imports`` is given: a
+student's function cannot call the grader's reference EM.
 
 Everything that crosses the process boundary is plain data in frames, ``b"EMCK"``, a
 4-byte little-endian length, then that many bytes of JSON. A request holds ``id``,
 ``heads``, ``trials``, ``weights`` and ``p``; a reply holds ``id``, ``ok`` and either
 ``values`` (two ``{"shape": [...], "data": [...] or null}``, float64 numbers written
-exactly) or ``error`` (one line). The student's return value is converted to float arrays
-here, so the grader never unpickles or otherwise runs anything the student made.
+exactly), ``raised`` (the exception the function raised) or ``error`` (one line each).
+The student's return value is converted to float arrays here, so the grader never
+unpickles or otherwise runs anything the student made. What the function prints goes to
+a file of at most 16 MiB (RLIMIT_FSIZE), which the grader reads.
 """
 
 import importlib
@@ -37,7 +39,7 @@ SUITE = ("em", "compare", "models")
 
 # Bound before the student's code runs: a function that monkeypatches numpy cannot change
 # how its own answer is converted.
-_asarray, _float64, _isfinite = np.asarray, np.float64, np.isfinite
+_asarray, _float64 = np.asarray, np.float64
 _dumps, _loads = json.dumps, json.loads
 
 

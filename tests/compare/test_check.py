@@ -255,6 +255,7 @@ def test_a_reduce_payload_runs_nowhere_and_fails():
         ("writes_junk", "the function's process wrote junk on the grader's channel"),
         ("monkeypatches_numpy", "non-finite values: weights [nan, nan, nan]"),
         ("prints_fake_pass", "one step equals the reference EM"),
+        ("floods_stdout", "raised OSError: [Errno 27] File too large"),
     ],
 )
 def test_an_attack_fails_and_is_reported(impl, message):

@@ -153,3 +153,9 @@ def escapes_with_setsid(heads, trials, weights, p):
             os.setsid()
             os.execvp("sleep", ["sleep", "97.534"])
     return correct(heads, trials, weights, p)
+
+
+def floods_stdout(heads, trials, weights, p):
+    for _ in range(20):
+        sys.stdout.write("x" * (1 << 20))
+    return correct(heads, trials, weights, p)
