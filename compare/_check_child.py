@@ -12,7 +12,10 @@ Everything that crosses the process boundary is plain data in frames, ``b"EMCK"`
 ``heads``, ``trials``, ``weights`` and ``p``; a reply holds ``id``, ``ok`` and either
 ``values`` (two ``{"shape": [...], "data": [...] or null}``, float64 numbers written
 exactly), ``raised`` (the exception the function raised) or ``error`` (one line each).
-The student's return value is converted to float arrays here, so the grader never
+A request may instead hold ``n_components`` and ``seed`` (with ``heads`` and ``trials``):
+then the function is a whole fit, ``fit(heads, trials, n_components, seed) -> (weights,
+p)``, as ``compare report --em-result MODULE:FUNCTION`` calls it. The student's return
+value is converted to float arrays here, so the grader never
 unpickles or otherwise runs anything the student made. What the function prints goes to
 a file of at most 16 MiB (RLIMIT_FSIZE), which the grader reads.
 """
@@ -143,12 +146,17 @@ def convert(out) -> dict:
 def answer(fn, request: dict) -> dict:
     """Call the function on fresh arrays built from the request; never raises."""
     try:
-        args = (
-            np.array(request["heads"], dtype=np.int64),
-            np.array(request["trials"], dtype=np.int64),
-            np.array(request["weights"], dtype=_float64),
-            np.array(request["p"], dtype=_float64),
-        )
+        heads = np.array(request["heads"], dtype=np.int64)
+        trials = np.array(request["trials"], dtype=np.int64)
+        if "n_components" in request:  # a whole fit: fit(heads, trials, n_components, seed)
+            args = (heads, trials, int(request["n_components"]), int(request["seed"]))
+        else:  # one EM step: em_step(heads, trials, weights, p)
+            args = (
+                heads,
+                trials,
+                np.array(request["weights"], dtype=_float64),
+                np.array(request["p"], dtype=_float64),
+            )
         out = fn(*args)
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too
         return {"ok": False, "raised": describe(exc)}

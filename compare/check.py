@@ -268,8 +268,8 @@ class FunctionSpec:
     name: str
 
 
-def parse_spec(spec: str) -> FunctionSpec:
-    """``FILE.py[:FUNCTION]`` or ``MODULE[:FUNCTION]``; FUNCTION defaults to ``em_step``.
+def parse_spec(spec: str, default: str = DEFAULT_FUNCTION) -> FunctionSpec:
+    """``FILE.py[:FUNCTION]`` or ``MODULE[:FUNCTION]``; FUNCTION defaults to ``default``.
 
     Raises
     ------
@@ -277,7 +277,7 @@ def parse_spec(spec: str) -> FunctionSpec:
         One line saying what is wrong: no such file, not a module name, not a name.
     """
     spec = str(spec)
-    where, name = spec, DEFAULT_FUNCTION
+    where, name = spec, default
     if not (spec.endswith(".py") or Path(spec).is_file()) and ":" in spec:
         where, name = spec.rsplit(":", 1)
     if not name.isidentifier():
@@ -442,6 +442,25 @@ class _Runner:
             self.restarts += 1
             if self.restarts > MAX_RESTARTS:
                 self.stopped = f"the function's process broke down in {self.restarts} calls"
+            return _Reply("error", str(exc))
+
+    def call_fit(self, heads, trials, n_components: int, seed: int) -> _Reply:
+        """A whole fit, ``fit(heads, trials, n_components, seed)``, in one call."""
+        self.calls += 1
+        body = json.dumps(
+            {
+                "id": self.calls,
+                "heads": np.asarray(heads).tolist(),
+                "trials": np.asarray(trials).tolist(),
+                "n_components": int(n_components),
+                "seed": int(seed),
+            }
+        )
+        try:
+            return self._exchange(body.encode(), self.calls, self.timeout)
+        except _TimedOut:
+            return _Reply("error", f"no answer within {self.timeout:g} s (--em-timeout)")
+        except _Failure as exc:
             return _Reply("error", str(exc))
 
     def _exchange(self, body: bytes | None, call_id: int, seconds: float) -> _Reply:
@@ -685,6 +704,35 @@ def grade(spec: str, *, timeout: float = 10.0, allow_suite_imports: bool = False
         runner.close()
     text = runner.output.decode("utf-8", "replace")
     return Grading(results, text, runner.output_bytes)
+
+
+def run_fit(spec: str, heads, trials, n_components: int, seed: int, *, timeout: float):
+    """Run another program's ``fit(heads, trials, n_components, seed)`` in a child process.
+
+    The same child as ``compare check``: a fresh interpreter in its own session, the time
+    limit over the whole exchange, only plain numbers back, the session killed at the end.
+    Returns ``(weights, p)`` as float arrays, or raises ValueError with one line saying
+    what went wrong (it did not load, raised, timed out, returned something else).
+    """
+    runner = _Runner(parse_spec(spec, default="fit"), timeout, allow_suite_imports=False)
+    try:
+        err = runner.start()
+        if err:
+            raise ValueError(f"--em-result {spec}: {err}")
+        reply = runner.call_fit(heads, trials, n_components, seed)
+        if reply.status != "ok":
+            raise ValueError(f"--em-result {spec}: {reply.message}")
+        out = []
+        for name, (shape, values) in zip(("weights", "p"), reply.arrays, strict=True):
+            if values is None or tuple(shape) != (n_components,):
+                raise ValueError(
+                    f"--em-result {spec}: {name} must be {n_components} numbers, got shape "
+                    f"{tuple(shape)}"
+                )
+            out.append(values)
+        return out[0], out[1]
+    finally:
+        runner.close()
 
 
 def run_checks(spec: str, *, timeout: float = 10.0, allow_suite_imports: bool = False):

@@ -90,3 +90,25 @@ def test_an_estimate_file_round_trips(tmp_path):
     path.write_text(json.dumps({"weights": [0.4, 0.6], "p": [0.2, 0.8], "log_likelihood": -1.5}))
     est = read_estimate(path, 2)
     assert est.claimed == -1.5 and est.params.p.tolist() == [0.2, 0.8]
+
+
+def test_another_programs_fit_runs_in_a_child(tmp_path):
+    """--em-result MODULE:FUNCTION: the callable runs like a student's em_step, isolated."""
+    from compare.check import run_fit
+
+    (tmp_path / "theirs.py").write_text(
+        "import numpy as np\n"
+        "def fit(heads, trials, n_components, seed):\n"
+        "    return np.full(n_components, 1 / n_components), np.linspace(0.2, 0.8, n_components)\n"
+        "def broken(heads, trials, n_components, seed):\n"
+        "    raise RuntimeError('diverged')\n"
+        "def shapes(heads, trials, n_components, seed):\n"
+        "    return [1.0], [0.5, 0.5, 0.5]\n"
+    )
+    heads, trials = np.array([1, 2, 8, 9]), np.full(4, 10)
+    w, p = run_fit(str(tmp_path / "theirs.py"), heads, trials, 2, 0, timeout=60)
+    assert w.tolist() == [0.5, 0.5] and p.tolist() == [0.2, 0.8]
+    with pytest.raises(ValueError, match="RuntimeError: diverged"):
+        run_fit(f"{tmp_path / 'theirs.py'}:broken", heads, trials, 2, 0, timeout=60)
+    with pytest.raises(ValueError, match="weights must be 2 numbers"):
+        run_fit(f"{tmp_path / 'theirs.py'}:shapes", heads, trials, 2, 0, timeout=60)
