@@ -9,13 +9,13 @@ All three are on the "lower is better" scale, with N the number of sequences and
   (Biernacki, Celeux & Govaert, 2000), which penalises components that overlap.
 
 When the fit collapses (components coincide or are empty), the entropy is that of the
-*reduced* fit, tied components merged and empty ones dropped (the optimum's ``reduced``
-mixture, :func:`em.fitting.reduced_mixture`). Coinciding components split their weight
-anywhere along a ridge of equal likelihood, and the raw entropy depends on where EM
-stopped on it (on the chapter's data with K = 3, seeds 0-5 gave ICL from 93.2 to 115.4);
-merged, every point of the ridge gives the same classification and so the same ICL (85.28
-there). BIC's parameter count stays 2K - 1:
-it is the criterion of the K-component model, whose maximum the collapsed fit is.
+*reduced* fit, tied components merged and empty ones dropped (the best optimum's
+``reduced`` mixture, from :func:`em.fitting.reduced_mixture`). Coinciding components
+split their weight anywhere along a ridge of equal likelihood, and the raw entropy
+depends on where EM stopped on it (on the chapter's data with K = 3, seeds 0-5 gave ICL
+from 93.2 to 115.4); merged, every point of the ridge gives the same classification and
+so the same ICL (85.28 there). BIC's parameter count stays 2K - 1: it is the criterion
+of the K-component model, whose maximum the collapsed fit is.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ import re
 import numpy as np
 from scipy.special import xlogy
 
-from em.core import e_step
+from em.core import MixtureParams, e_step
 from em.data import BinomialData
-from em.core import MixtureParams
-from em.fitting import FitResult, fit_data, reduce_params, reduced_mixture
+from em.fitting import FitResult, fit_data, reduce_params
 
 __all__ = ["parse_components", "information_criteria", "select_components"]
 
@@ -95,15 +94,11 @@ def information_criteria(fit: FitResult) -> dict:
 def _reduced(fit: FitResult) -> MixtureParams:
     """The best estimate with tied components merged and empty ones dropped.
 
-    The best optimum's ``reduced`` mixture when it is the best estimate (a converged
-    best run); otherwise the best run's reduction, or :func:`reduce_params` of the
-    estimate.
+    The best optimum's ``reduced`` mixture when that optimum is the best estimate (the
+    best run converged); otherwise :func:`reduce_params` of the estimate.
     """
     if fit.optima and fit.optima[0].params is fit.params:
         return fit.optima[0].reduced
-    run = next((r for r in fit.runs if r.params is fit.params), None)
-    if run is not None:
-        return reduced_mixture(fit.data, run)
     return reduce_params(fit.data, fit.params)
 
 
