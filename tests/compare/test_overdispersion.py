@@ -257,7 +257,7 @@ MIXED_5_30 = np.random.default_rng(np.random.SeedSequence(7)).integers(5, 31, si
         (3, MIXED_5_30, 0.3),
         (4, np.full(5, 10), 0.3),  # small N
         (5, np.r_[np.ones(18, dtype=int), 40, 40], 0.3),  # two informative sequences
-        (6, np.full(100, 2), 0.05),  # thin: about 10 heads in all
+        (6, np.full(200, 2), 0.05),  # thin: about 20 heads in all
     ],
 )
 def test_size_holds_when_trials_vary(key, trials, p):
