@@ -191,6 +191,13 @@ def overdispersion_test(
     ValueError
         If ``data`` is not a BinomialData, ``alpha`` is not in (0, 1), ``draws`` is too
         few to reject at ``alpha`` or ``seed`` is not an integer >= 0.
+
+    Notes
+    -----
+    Each draw costs sum over the distinct numbers of trials n of min(sequences with n
+    trials, n + 1), so it does not grow with N for a fixed design: 6 ms for 10^7
+    sequences of 10 flips, 13 s for 10^5 sequences with 1-1000 flips each (both measured
+    on a loaded 2-core machine), far below sampling the posterior of the same data.
     """
     if not isinstance(data, BinomialData):
         raise ValueError(f"data must be an em.BinomialData, got {type(data).__name__}")
