@@ -70,7 +70,11 @@ def _imported_packages() -> set[str]:
                 if m:
                     names.add(m.group(1))
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
-    return {n for n in names if n not in stdlib and n not in FIRST_PARTY}
+    ours = [ROOT / f for f in ("em", "models", "compare", "benchmarks", "examples", "tests")]
+    local = {p.stem for d in ours for p in d.rglob("*.py")} | {
+        p.name for d in ours for p in d.rglob("*") if (p / "__init__.py").is_file()
+    }  # test fixtures import their siblings (tests/compare/student)
+    return {n for n in names if n not in stdlib and n not in FIRST_PARTY and n not in local}
 
 
 def test_every_imported_package_is_declared():
