@@ -5,7 +5,7 @@ conclusions are derived from the :class:`Analysis` (:mod:`compare.conclusions`) 
 report renders it (:mod:`compare.report`). Every random choice comes from
 ``np.random.SeedSequence(options.seed)``: child 0 ML-EM, 1 MAP-EM, 2 PyMC's mode search,
 3 and 4 NUTS on the exchangeable and ordered models, 5 and 6 model selection's EM and
-posteriors.
+posteriors, 7 the overdispersion test's bootstrap.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from compare.options import ReportOptions, validate_options
 from compare.settings import CI_KIND, CI_PROB
 from compare.stages.agreement import Agreement, agreement_stage
-from compare.stages.fits import EMStage, MAPStage, em_stage, map_stage
+from compare.stages.fits import EMStage, MAPStage, em_stage, map_stage, seed_int
 from compare.stages.health import Health, health_stage
 from compare.stages.identifiability import Identifiability, identifiability_stage
 from compare.stages.labels import Labels, labels_stage
@@ -120,7 +120,7 @@ def run_analysis(
     ``user`` (an estimate from another EM), it is judged beside the built-in EM.
     """
     validate_options(opts)
-    seeds = np.random.SeedSequence(opts.seed).spawn(7)
+    seeds = np.random.SeedSequence(opts.seed).spawn(8)
     rows = None
     if ks is not None and len(ks) > 1:
         rows, _ = criteria_stage(data, ks, opts.restarts, seeds[5])
@@ -133,7 +133,7 @@ def run_analysis(
     ]
     maps = map_stage(data, opts, models[0], em, seeds[2])
     sampling = sampling_stage(opts, models[0], models[1], seeds[3:5])
-    ident = identifiability_stage(data, em)
+    ident = identifiability_stage(data, em, seed_int(seeds[7]))
     labels = labels_stage(data, em, sampling, ident)
     selection = None
     if rows is not None:

@@ -67,8 +67,8 @@ class Identifiability:
         }
 
 
-def identifiability_stage(data: BinomialData, em: EMStage) -> Identifiability:
-    """Judge EM's best certified optimum and the data's dispersion."""
+def identifiability_stage(data: BinomialData, em: EMStage, seed: int = 0) -> Identifiability:
+    """Judge EM's best certified optimum and the data's dispersion (``seed``: bootstrap)."""
     target = em.target
     k = target.n_components
     top = target.optima[0] if target.optima and target.converged else None
@@ -79,5 +79,5 @@ def identifiability_stage(data: BinomialData, em: EMStage) -> Identifiability:
         converged=top is not None,
         collapsed=top is not None and top.reduced.n_components < k,
         reduced=None if top is None else top.reduced,
-        overdispersion=overdispersion_test(data),
+        overdispersion=overdispersion_test(data, seed=seed),
     )
