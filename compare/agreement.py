@@ -11,7 +11,6 @@ from em import MixtureParams, mixture_pmf
 __all__ = ["TOLERANCES", "match_components", "pmf_distance", "compare_fits"]
 
 
-
 def match_components(p_a, p_b) -> np.ndarray:
     """Permutation of b's components that best matches a's (Hungarian on |p_a - p_b|^2)."""
     p_a, p_b = np.asarray(p_a, float), np.asarray(p_b, float)

@@ -69,11 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="check an em_step(heads, trials, weights, p) function")
     c.add_argument(
         "function",
-        metavar="PATH_OR_MODULE:FUNCTION",
-        help="e.g. examples/em_step_template.py:em_step or mypkg.em:em_step",
+        metavar="FILE.py[:FUNCTION]|MODULE[:FUNCTION]",
+        help="e.g. examples/em_step_template.py or mypkg.em:my_step (FUNCTION: em_step)",
     )
     c.add_argument(
-        "--timeout", default="10", metavar="S", help="time limit per call in seconds (default 10)"
+        "--timeout",
+        default="10",
+        metavar="S",
+        help="time limit per call in seconds, the whole exchange included (default 10)",
+    )
+    c.add_argument(
+        "--allow-suite-imports",
+        action="store_true",
+        help="let the function import em, compare and models (refused by default)",
     )
     return parser
 
@@ -98,26 +106,32 @@ def _study(args) -> int:
 
 
 def _check(args) -> int:
-    from compare.check import format_results, run_checks
+    """Grade the function: 0 if every check passed, 1 if some failed (2: bad usage)."""
+    from compare.check import check_timeout, format_output, format_results, grade, parse_spec
 
+    timeout = check_timeout(args.timeout, "--timeout")
     try:
-        timeout = float(args.timeout)
-    except ValueError:
-        timeout = -1.0
-    if not timeout > 0:
-        raise ValueError(f"--timeout must be a number > 0, got {args.timeout!r}")
-    if ":" not in args.function:
-        raise ValueError(f"expected PATH_OR_MODULE:FUNCTION, got {args.function!r}")
-    results = run_checks(args.function, timeout=timeout)
+        spec = parse_spec(args.function)
+    except ValueError as exc:
+        raise ValueError(f"cannot load {args.function}: {exc}") from None
+    try:
+        grading = grade(
+            args.function, timeout=timeout, allow_suite_imports=args.allow_suite_imports
+        )
+    except KeyboardInterrupt:  # Ctrl-C, or SIGINT from the checked function: not a pass
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    results = grading.results
     if len(results) == 1 and results[0].name == "load the function":
         raise ValueError(f"cannot load {args.function}: {results[0].obtained}")
+    sys.stderr.write(format_output(grading, spec.name))
     sys.stdout.write(format_results(results))
-    return 0 if all(r.passed for r in results) else 1
+    return 0 if results and all(r.passed for r in results) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
-    from compare.analysis import ReportOptions, validate_options
+    from compare.options import ReportOptions, validate_options
     from compare.report import check_out_dir, write_report
 
     argv = sys.argv[1:] if argv is None else argv

@@ -22,7 +22,6 @@ __all__ = [
 ]
 
 
-
 def _dataset(arrays: dict) -> xr.Dataset:
     out = {}
     for name, arr in arrays.items():
@@ -119,6 +118,8 @@ def multimodal_intervals(p: np.ndarray, prob: float = CI_PROB) -> dict:
     ds = xr.Dataset({"p": (("chain", "draw", "component"), p)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        # "found more modes than 10": the ten highest are kept, which is what is reported
+        warnings.filterwarnings("ignore", message="found more modes than", category=UserWarning)
         hdi = az.hdi(ds, prob=prob, method="multimodal")["p"].transpose("component", ...)
     out = []
     for j in range(p.shape[-1]):

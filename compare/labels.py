@@ -1102,3 +1102,38 @@ def switching_summary(perms: np.ndarray, *, within_threshold: float = 0.05) -> d
         "within_threshold": within_threshold,
         "chains": chains,
     }
+
+
+def match_permutations(data, w: np.ndarray, p: np.ndarray, reference: MixtureParams) -> np.ndarray:
+    """Per draw, the permutation whose classification probabilities best match the reference's.
+
+    Minimises the count-weighted cross-entropy sum_m c_m sum_j r_ref[m, j] log r[m, perm[j]]
+    (Stephens' criterion with a fixed pivot), so weights and biases both count.
+    (Interim; see the labels branch.)
+    """
+    ref = e_step(data, reference).resp * np.asarray(data.counts, dtype=float)[:, None]
+    k = p.shape[-1]
+    flat_w, flat_p = w.reshape(-1, k), p.reshape(-1, k)
+    perms = np.empty(flat_p.shape, dtype=np.int64)
+    for lo in range(0, flat_p.shape[0], 4096):
+        resp = e_step(data, MixtureParams(flat_w[lo : lo + 4096], flat_p[lo : lo + 4096])).resp
+        cost = -np.einsum("mj,tmi->tij", ref, np.log(np.clip(resp, 1e-300, None)))
+        for t in range(cost.shape[0]):
+            rows, cols = linear_sum_assignment(cost[t])
+            perms[lo + t, cols] = rows
+    return perms.reshape(p.shape)
+
+
+def ordered_boundary_check(p: np.ndarray, *, share: float = 0.05) -> dict:
+    """Whether the ordered model's draws pile against p_j = p_{j+1} (interim)."""
+    k = p.shape[-1]
+    if k < 2:
+        return {"pressed_share": [], "threshold": share, "cuts_through_a_mode": False}
+    gaps = np.diff(p, axis=-1).reshape(-1, k - 1)
+    scale = p.reshape(-1, k).std(axis=0).mean()
+    pressed = (gaps < 0.1 * scale).mean(axis=0)
+    return {
+        "pressed_share": pressed.tolist(),
+        "threshold": share,
+        "cuts_through_a_mode": bool(np.any(pressed > share)),
+    }

@@ -27,6 +27,7 @@ __all__ = [
     "log_prior",
     "objective",
     "mixture_pmf",
+    "responsibilities",
 ]
 
 # Stands in for log(0) inside the matrix product, where 0 * log(0) must be 0, not NaN.
@@ -316,3 +317,22 @@ def mixture_pmf(params: MixtureParams, trials: int) -> np.ndarray:
         log_c[:, None] + xlogy(h[:, None], params.p) + xlogy(trials - h[:, None], 1 - params.p)
     )
     return comp @ params.weights
+
+
+def responsibilities(params: MixtureParams, heads, trials) -> np.ndarray:
+    """P(coin j | sequence i) for sequences given one by one, shape (n, K).
+
+    The posterior of Table 6.1, per sequence in the order given (not per distinct
+    outcome); ``trials`` is an int or one per sequence. The binomial coefficient cancels.
+    Bad input is a ValueError naming it, as is a sequence impossible under every component.
+    """
+    data = BinomialData.from_sequences(heads, trials)  # validates heads and trials
+    h = np.asarray(heads).astype(np.float64)[:, None]
+    n = np.broadcast_to(np.asarray(trials).astype(np.float64), h.shape[:1])[:, None]
+    with np.errstate(divide="ignore"):
+        log = np.log(params.weights) + xlogy(h, params.p) + xlogy(n - h, 1.0 - params.p)
+    top = log.max(axis=1, keepdims=True)
+    if not np.all(np.isfinite(top)):
+        raise _impossible(data, params)
+    out = np.exp(log - top)
+    return out / out.sum(axis=1, keepdims=True)

@@ -32,7 +32,7 @@ from em.certify import (
     trial_point,
     verify_face,
 )
-from em.core import EStep, MixtureParams, Prior, e_step, log_prior, m_step
+from em.core import EStep, MixtureParams, Prior, e_step, log_prior, m_step, responsibilities
 from em.data import BinomialData
 from em.derivatives import gradient_hessian
 
@@ -282,6 +282,21 @@ class FitResult:
     def collapsed(self) -> bool:
         """Whether the best fit is equivalent to one with fewer components."""
         return any(w["code"] == "collapsed" for w in self.warnings)
+
+    def predict_proba(self, heads, trials) -> np.ndarray:
+        """P(coin j | sequence) at the best estimate, one row per sequence given.
+
+        Parameters
+        ----------
+        heads : array-like of int, shape (n,)
+        trials : int or array-like of int, shape (n,)
+
+        Returns
+        -------
+        ndarray of shape (n, K)
+            Rows sum to 1; columns in the order of :attr:`params` (increasing p).
+        """
+        return responsibilities(self.params, heads, trials)
 
     def to_dict(self) -> dict:
         """Plain-Python form for JSON (``python -m em fit --json``)."""

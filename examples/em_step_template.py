@@ -1,11 +1,19 @@
 """One EM iteration for a mixture of binomials: write the body, then check it.
 
-    python -m compare check examples/em_step_template.py:em_step
+    python -m compare check examples/em_step_template.py      # FILE.py:FUNCTION for another name
 
 runs your function on the first iteration of Chapter 6, Section 6.3 (it must print the
 weights of (6.14) and the biases of Table 6.4), then iterates it on the chapter's data and
-on seeded synthetic data against the reference EM, and checks that the log-likelihood
-never decreases. It prints a graded list and exits 0 only if everything passed.
+on seeded synthetic data (other N, other numbers of flips, unequal starting weights)
+against the reference EM, and checks that the log-likelihood never decreases. It prints a
+graded list and exits 0 only if everything passed; when your answer matches a typical slip
+(weights divided by 20, an E-step without the weights, posteriors normalised over the
+wrong axis, 10 flips hard-coded, biases not divided by the trials, the pair returned the
+wrong way round) it names the slip and says why it is wrong.
+
+Your function runs in a separate process with numpy and scipy; importing the suite's own
+EM (``em``, ``compare``, ``models``) is refused there. What it prints goes to stderr,
+above the graded list, each line marked with ``|``.
 """
 
 import numpy as np
@@ -19,7 +27,8 @@ def em_step(heads, trials, weights, p):
     heads : ndarray of int, shape (N,)
         Heads in each of the N sequences.
     trials : ndarray of int, shape (N,)
-        Flips in each sequence (10 for every sequence in the chapter's example).
+        Flips in each sequence (10 for every sequence in the chapter's example; use these,
+        not 10: the synthetic data sets have other numbers of flips).
     weights : ndarray of float, shape (K,)
         Current mixture weights w_j (they sum to 1).
     p : ndarray of float, shape (K,)

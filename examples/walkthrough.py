@@ -69,7 +69,7 @@ print("one coin: p =", one.p, "+/-", standard_errors(data, one.params).p)
 # notebook runs quickly; `make report` uses the defaults.
 
 # %%
-from compare.analysis import ReportOptions  # noqa: E402
+from compare.options import ReportOptions  # noqa: E402
 from compare.report import write_report  # noqa: E402
 
 draws = int(os.environ.get("WALKTHROUGH_DRAWS", "300"))

@@ -27,6 +27,8 @@ from pymc.model.transform.conditioning import remove_value_transforms
 from scipy.optimize import minimize
 from scipy.special import gammaln, logsumexp, xlogy
 
+from models import COMPONENT, DEFAULT_SAMPLER, OUTCOME, SAMPLERS
+
 __all__ = [
     "COMPONENT",
     "OUTCOME",
@@ -39,12 +41,6 @@ __all__ = [
     "load_posterior",
 ]
 
-COMPONENT = "component"
-OUTCOME = "outcome"
-SAMPLERS = ("nutpie", "pymc")
-#: The faster of the two on this model, cold and warm: benchmarks/bench_models.py prints both
-#: (nutpie compiles the model at every call); the README quotes the figures.
-DEFAULT_SAMPLER = "pymc"
 # Point evaluations (log-densities, the MAP search) run the graph in Python: a few hundred
 # calls cost well under a second, while compiling them first costs about 20 s in a fresh
 # process. NUTS, which evaluates the gradient millions of times, compiles as PyMC chooses.

@@ -47,3 +47,37 @@ def test_a_drift_is_seen(tmp_path):
     assert conda_deps(drifted) != pyproject_deps()
     drifted.write_text(text.replace("  - h5py>=3.10\n", ""))
     assert conda_deps(drifted) != pyproject_deps()
+
+
+# import name -> distribution name, where they differ
+DIST_NAME = {
+    "sklearn": "scikit-learn",
+    "arviz_plots": "arviz-plots",
+    "arviz_base": "arviz-base",
+    "arviz_stats": "arviz-stats",
+}
+FIRST_PARTY = {"em", "models", "compare", "tests"}
+
+
+def _imported_packages() -> set[str]:
+    import sys
+
+    names = set()
+    for folder in ("em", "models", "compare", "benchmarks", "examples", "tests"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for line in path.read_text().splitlines():
+                m = re.match(r"^\s*(?:import|from)\s+([A-Za-z_][A-Za-z0-9_]*)", line)
+                if m:
+                    names.add(m.group(1))
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    ours = [ROOT / f for f in ("em", "models", "compare", "benchmarks", "examples", "tests")]
+    local = {p.stem for d in ours for p in d.rglob("*.py")} | {
+        p.name for d in ours for p in d.rglob("*") if (p / "__init__.py").is_file()
+    }  # test fixtures import their siblings (tests/compare/student)
+    return {n for n in names if n not in stdlib and n not in FIRST_PARTY and n not in local}
+
+
+def test_every_imported_package_is_declared():
+    declared = set(pyproject_deps())
+    missing = {DIST_NAME.get(n, n) for n in _imported_packages()} - declared
+    assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"

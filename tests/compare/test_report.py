@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import compare.report as report_mod
-from compare.analysis import ReportOptions
 from compare.cli import main
+from compare.options import ReportOptions
 from compare.report import write_report
 from em import BinomialData
 from tests.conftest import simulate
@@ -20,8 +20,10 @@ KEYS = (
     "posterior",
     "agreement",
     "label_switching",
+    "sampler_health",
     "multimodality",
     "identifiability",
+    "uncertainty",
     "conclusions",
 )
 FILES = (
@@ -31,9 +33,6 @@ FILES = (
     "manifest.json",
     "posterior.nc",
     "posterior_ordered.nc",
-    "figures/trace_raw.png",
-    "figures/trace_relabelled.png",
-    "figures/pairs_raw.png",
     "figures/em_paths.png",
     "figures/pmf.png",
     "figures/responsibilities.png",
@@ -77,22 +76,22 @@ def test_outputs_and_keys(separated):
     assert manifest["seed"] == 3 and manifest["packages"]["pymc"]
     assert manifest["data_sha256"] == on_disk["data"]["sha256"]
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 8 and "<img" in html
+    assert html.count("data:image/png;base64,") >= 5 and "<img" in html
 
 
 @pytest.mark.slow
 def test_separated_mixture_em_and_map_agree_tightly(separated):
     _, r = separated
     best = r["agreement"]["best"]
-    assert r["agreement"]["agree"] and best["identifiable"]
+    assert r["agreement"]["agree"] is True and best["identifiable"]
     assert abs(best["objective_difference"]) < 1e-6
     assert best["max_abs_p_difference"] < 1e-3 and best["total_variation"]["max"] < 1e-4
     ident = r["identifiability"]
-    assert not ident["collapsed"] and ident["overdispersed"] and ident["condition_holds"]
-    assert not r["label_switching"]["ordered_model"]["detected"]
+    assert not ident["collapsed"] and ident["overdispersed"] is True and ident["condition_holds"]
+    assert r["label_switching"]["ordered_model"]["cuts_through_a_mode"] is False
     np.testing.assert_allclose(r["posterior"]["ordered_model"]["p"]["mean"], [0.2, 0.8], atol=0.03)
-    rel = r["label_switching"]["rhat_ess"]["relabelled"]["p"]["max_rhat"]
-    assert rel < 1.05
+    assert r["em"]["map_em"]["n_converged"] == r["em"]["map_em"]["n_runs"]
+    assert r["em"]["map_em"]["max_converged_gap"] <= 1e-9
 
 
 @pytest.mark.slow
@@ -100,11 +99,13 @@ def test_collapsed_fit_is_flagged(chapter):
     _, r = chapter
     ident = r["identifiability"]
     assert ident["collapsed"] and ident["effective_components"] == 1
-    assert not ident["overdispersed"] and not ident["identifiable"]
-    assert r["agreement"]["agree"] and not r["agreement"]["best"]["identifiable"]
+    assert ident["overdispersed"] is False and not ident["identifiable"]
+    assert r["agreement"]["agree"] is True and not r["agreement"]["best"]["identifiable"]
     assert r["agreement"]["best"]["judged_on"] == ["objective", "total_variation"]
-    assert r["label_switching"]["detected"]  # the exchangeable posterior is symmetric
+    assert r["label_switching"]["detected"] is None and r["label_switching"]["reason"]
+    assert r["posterior"]["relabelled"] is None
     assert any("not identifiable" in s for s in r["conclusions"])
+    assert any("labels are not identified" in s for s in r["conclusions"])
 
 
 @pytest.mark.slow

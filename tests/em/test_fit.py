@@ -261,3 +261,18 @@ def test_compressed_and_uncompressed_input_give_the_same_fit(rows):
 def test_api_errors_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         fit_module_fit([1, 2, 3], 5, **kwargs)
+
+
+def test_predict_proba_is_bayes_rule_per_sequence():
+    """Which coin, per sequence in the order given: w_j Binom(h | n, p_j), normalised."""
+    from scipy.stats import binom
+
+    res = fit([1, 2, 9, 8, 1, 9, 2, 5], 10, 2, seed=2)
+    heads, trials = np.array([9, 0, 5, 3]), np.array([10, 10, 12, 4])
+    got = res.predict_proba(heads, trials)
+    joint = res.weights * binom.pmf(heads[:, None], trials[:, None], res.p)
+    np.testing.assert_allclose(got, joint / joint.sum(axis=1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(res.predict_proba([9], 10)[0], got[0], rtol=1e-12)
+    assert got[0, 1] > 0.99 and got[1, 0] > 0.99  # the extreme outcomes go to their coin
+    with pytest.raises(ValueError, match="exceeds trials"):
+        res.predict_proba([11], 10)
