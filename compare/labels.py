@@ -63,6 +63,8 @@ __all__ = [
     "invariant_draws",
     "kl_match",
     "log_likelihood_draws",
+    "match_permutations",
+    "ordered_boundary_check",
     "ordering_check",
     "pmf_draws",
     "stephens_permutations",
@@ -93,6 +95,7 @@ PRESSED_SD = 0.5
 PRESSED_SHARE = 0.05
 
 _TINY = 1e-300  # stands in for log(0) in log Q: finite, and 0 * log(_TINY) = 0
+_ORDER_ROUNDING = 1e-9  # ordered draws may decrease by rounding this much (a gap of 0)
 
 
 # ---------------------------------------------------------------------- validation
@@ -815,7 +818,8 @@ def ordering_check(p, *, tau_sd: float = PRESSED_SD, threshold: float = PRESSED_
     Parameters
     ----------
     p : ndarray of shape (chain, draw, K)
-        Draws of the ordered-biases model (non-decreasing along K).
+        Draws of the ordered-biases model (non-decreasing along K; a decrease of up to
+        1e-9, rounding, counts as a gap of 0).
     tau_sd : float
         "Pressed" gap in pooled posterior sds.
     threshold : float
@@ -829,8 +833,8 @@ def ordering_check(p, *, tau_sd: float = PRESSED_SD, threshold: float = PRESSED_
     tau_sd = _check_positive(tau_sd, "tau_sd")
     threshold = _check_positive(threshold, "threshold", upper=1.0)
     gaps = np.diff(p, axis=-1)  # (chain, draw, K - 1)
-    if np.any(gaps < 0):
-        c, d, j = np.argwhere(gaps < 0)[0]
+    if np.any(gaps < -_ORDER_ROUNDING):
+        c, d, j = np.argwhere(gaps < -_ORDER_ROUNDING)[0]
         raise ValueError(
             f"p[{c}, {d}] is not in increasing order (p[{j}] = {float(p[c, d, j])!r} > "
             f"p[{j + 1}] = {float(p[c, d, j + 1])!r}): pass the ordered model's draws"
@@ -1104,36 +1108,28 @@ def switching_summary(perms: np.ndarray, *, within_threshold: float = 0.05) -> d
     }
 
 
+# ---------------------------------------------------------------------- interim names
 def match_permutations(data, w: np.ndarray, p: np.ndarray, reference: MixtureParams) -> np.ndarray:
-    """Per draw, the permutation whose classification probabilities best match the reference's.
+    """Per draw, the permutation matching the reference's classification probabilities.
 
-    Minimises the count-weighted cross-entropy sum_m c_m sum_j r_ref[m, j] log r[m, perm[j]]
-    (Stephens' criterion with a fixed pivot), so weights and biases both count.
-    (Interim; see the labels branch.)
+    The interim name used by :mod:`compare.stages.labels`: :func:`kl_match`'s permutations
+    (Stephens' direction, KL(draw || reference); the interim version minimised the
+    reverse divergence). Call :func:`kl_match` for the margins the verdict needs.
     """
-    ref = e_step(data, reference).resp * np.asarray(data.counts, dtype=float)[:, None]
-    k = p.shape[-1]
-    flat_w, flat_p = w.reshape(-1, k), p.reshape(-1, k)
-    perms = np.empty(flat_p.shape, dtype=np.int64)
-    for lo in range(0, flat_p.shape[0], 4096):
-        resp = e_step(data, MixtureParams(flat_w[lo : lo + 4096], flat_p[lo : lo + 4096])).resp
-        cost = -np.einsum("mj,tmi->tij", ref, np.log(np.clip(resp, 1e-300, None)))
-        for t in range(cost.shape[0]):
-            rows, cols = linear_sum_assignment(cost[t])
-            perms[lo + t, cols] = rows
-    return perms.reshape(p.shape)
+    return kl_match(data, w, p, reference).permutations
 
 
-def ordered_boundary_check(p: np.ndarray, *, share: float = 0.05) -> dict:
-    """Whether the ordered model's draws pile against p_j = p_{j+1} (interim)."""
-    k = p.shape[-1]
-    if k < 2:
-        return {"pressed_share": [], "threshold": share, "cuts_through_a_mode": False}
-    gaps = np.diff(p, axis=-1).reshape(-1, k - 1)
-    scale = p.reshape(-1, k).std(axis=0).mean()
-    pressed = (gaps < 0.1 * scale).mean(axis=0)
+def ordered_boundary_check(p: np.ndarray, *, share: float = PRESSED_SHARE) -> dict:
+    """Whether the ordered model's draws pile against p_j = p_{j+1}, as a dict.
+
+    The interim name used by :mod:`compare.stages.labels`: :func:`ordering_check` with
+    its old keys (``pressed_share``, ``threshold``, ``cuts_through_a_mode``) besides
+    :meth:`OrderingCheck.to_dict`'s. "Pressed" is now a gap of at most 0.5 pooled
+    posterior sds of the pair (it was 0.1 of the mean sd over all components).
+    """
+    check = ordering_check(p, threshold=share)
     return {
-        "pressed_share": pressed.tolist(),
-        "threshold": share,
-        "cuts_through_a_mode": bool(np.any(pressed > share)),
+        "pressed_share": check.pressed_fraction,
+        "cuts_through_a_mode": check.cuts_through,
+        **check.to_dict(),
     }

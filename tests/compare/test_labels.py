@@ -333,6 +333,9 @@ def test_ordering_check_flags_a_cut_mode_only(rng):
         pair = np.sort(rng.normal([0.5, 0.5 + 0.02 * delta], 0.02, size=(4, 2000, 2)), axis=-1)
         assert ordering_check(pair).cuts_through is verdict
     assert not ordering_check(rng.uniform(size=(2, 10, 1))).cuts_through  # K = 1: no pair
+    rounded = separated.copy()
+    rounded[0, 0, 1] = rounded[0, 0, 0] - 1e-12  # a rounding-level decrease: a gap of 0
+    assert ordering_check(rounded).pressed_fraction[0] == pytest.approx(1 / 2000)
     with pytest.raises(ValueError, match=r"p\[0, 3\] is not in increasing order"):
         bad = separated.copy()
         bad[0, 3] = bad[0, 3, ::-1]
@@ -427,3 +430,17 @@ def test_verdicts_are_json_ready(rng):
     assert out["relabelling"]["changed_from_match"] == 0.0
     assert math.isclose(out["switching"]["margin_nats"], math.log(19))
     assert len(out["coclustering"]) == data.n_outcomes
+
+
+def test_interim_names_call_the_new_functions(rng):
+    """compare.stages.labels calls match_permutations and ordered_boundary_check."""
+    data, w, p, ref = planted_case(rng, *CLOSE, n_seq=100, draws=200, sd_p=0.05, conc=230)
+    np.testing.assert_array_equal(
+        labels.match_permutations(data, w, p, ref), kl_match(data, w, p, ref).permutations
+    )
+    folded = np.sort(rng.normal(0.415, 0.05, size=(4, 300, 3)), axis=-1)
+    for draws, verdict in ((folded, True), (np.sort(p, axis=-1) + [0.0, 0.3], False)):
+        old = labels.ordered_boundary_check(draws)
+        new = ordering_check(draws)
+        assert old["cuts_through_a_mode"] is new.cuts_through is verdict
+        assert old["pressed_share"] == new.pressed_fraction and old["threshold"] == 0.05
