@@ -47,6 +47,8 @@ missing information, close to 1 wherever the two components overlap, and measure
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +57,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import BoundaryNorm  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from scipy.special import xlogy  # noqa: E402
 
 from em import BinomialData, MixtureParams  # noqa: E402
@@ -75,12 +78,15 @@ TOL = 1e-6
 #: Grid values stay this far inside (0, 1), where every outcome has positive probability.
 _EDGE = 1e-6
 #: Default grid: this many evenly spaced values over (0, 1) ...
-_N_COARSE = 121
-#: ... and this many over a window around each of the pair's fitted biases,
-_N_LOCAL = 61
-#: whose half-width is this many binomial standard errors of the bias (at most _MAX_HALF).
-_WINDOW_SE = 10.0
-_MAX_HALF = 0.25
+_N_COARSE = 101
+#: ... and this many across each side of the box around the best fit's mode.
+_N_LOCAL = 71
+#: The box is found on a local grid of this many values per axis, first spanning this many
+#: binomial standard errors each side of the fitted biases, widened 3-fold until the mode
+#: (all within the zoom's deepest level) no longer touches its edge.
+_N_PROBE = 41
+_PROBE_SE = 10.0
+_PROBE_WIDENINGS = 7
 #: Work arrays of the solver hold about this many float64 values (grid points x K x M).
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -187,20 +193,73 @@ def _check_grid(grid) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- grid
-def _half_width(data: BinomialData, p: float, w: float) -> float:
-    """A window half-width around a fitted bias: ``_WINDOW_SE`` binomial standard errors."""
+def _standard_error(data: BinomialData, p: float, w: float) -> float:
+    """A binomial standard error of a fitted bias from its share of the flips."""
     flips = float(data.counts @ data.trials) * max(w, 0.0) + 1.0
     q = min(max(p, 1.0 / flips), 1.0 - 1.0 / flips)
-    return min(_MAX_HALF, _WINDOW_SE * float(np.sqrt(q * (1.0 - q) / flips)))
+    return float(np.sqrt(q * (1.0 - q) / flips))
 
 
-def _window(data: BinomialData, best: MixtureParams, pair) -> tuple:
+def _probe_axis(centre: float, half: float) -> np.ndarray:
+    values = np.append(centre + half * np.linspace(-1.0, 1.0, _N_PROBE), centre)
+    return np.unique(np.clip(values, _EDGE, 1.0 - _EDGE))
+
+
+def _region_box(xs, ys, ll, centre, mirror) -> tuple[tuple, bool]:
+    """Box around the points within the zoom's depth of the peak, on the best fit's side.
+
+    Returns the bounding box (padded by 10%, at least 1e-4, inside [0, 1]) of the grid
+    points nearer to ``centre`` than to ``mirror`` whose profile is within
+    ``_ZOOM_LEVELS[-1]`` nats of the largest such value, and whether those points touch an
+    edge of the grid other than the ends of (0, 1).
+    """
+    x, y = np.meshgrid(xs, ys)  # x[b, a] = xs[a]: the profile's orientation
+    to_centre = (x - centre[0]) ** 2 + (y - centre[1]) ** 2
+    near = to_centre <= (x - mirror[0]) ** 2 + (y - mirror[1]) ** 2
+    inside = near & (ll >= ll[near].max() - _ZOOM_LEVELS[-1])
+    edges = (
+        (inside[:, 0].any() and xs[0] > _EDGE)
+        or (inside[:, -1].any() and xs[-1] < 1.0 - _EDGE)
+        or (inside[0].any() and ys[0] > _EDGE)
+        or (inside[-1].any() and ys[-1] < 1.0 - _EDGE)
+    )
     box = []
-    for c in pair:
-        p, h = float(best.p[c]), _half_width(data, float(best.p[c]), float(best.weights[c]))
-        lo, hi = max(0.0, p - h), min(1.0, p + h)
-        box.append((lo, hi))
-    return tuple(box)
+    for axis, c in ((x, centre[0]), (y, centre[1])):
+        lo, hi = min(float(axis[inside].min()), c), max(float(axis[inside].max()), c)
+        pad = max(0.1 * (hi - lo), 1e-4)
+        box.append((max(0.0, lo - pad), min(1.0, hi + pad)))
+    return tuple(box), bool(edges)
+
+
+def _mode_box(data, best, pair, tol, max_iter, method) -> tuple:
+    """A box around the best fit's mode: where the profile is within 32 nats of its peak.
+
+    Found on a small local grid around (p_i, p_j), restricted to the points nearer to it
+    than to its mirror image (p_j, p_i), and widened until the region no longer touches the
+    local grid's edge. At a collapse (coinciding components) the region is a cross spanning
+    the square, and so is the box.
+    """
+    centre = tuple(float(np.clip(best.p[c], _EDGE, 1.0 - _EDGE)) for c in pair)
+    half = [
+        _PROBE_SE * _standard_error(data, centre[n], float(best.weights[c]))
+        for n, c in enumerate(pair)
+    ]
+    for _ in range(_PROBE_WIDENINGS):
+        xs, ys = _probe_axis(centre[0], half[0]), _probe_axis(centre[1], half[1])
+        ll = _profile(data, best, pair, xs, ys, tol, max_iter, method)[0]
+        box, touches = _region_box(xs, ys, ll, centre, centre[::-1])
+        if not touches:
+            break
+        half = [3.0 * h for h in half]
+    return box
+
+
+def _grid_for(box, centre) -> np.ndarray:
+    """The default grid: even over (0, 1), dense across the box, and the fitted biases."""
+    parts = [(np.arange(_N_COARSE) + 0.5) / _N_COARSE, np.asarray(centre, dtype=float)]
+    parts += [np.linspace(lo, hi, _N_LOCAL) for lo, hi in box]
+    values = np.concatenate(parts)
+    return np.unique(values[(values >= _EDGE) & (values <= 1.0 - _EDGE)])
 
 
 def default_grid(data, best, pair=(0, 1)) -> np.ndarray:
@@ -208,10 +267,11 @@ def default_grid(data, best, pair=(0, 1)) -> np.ndarray:
 
     The union of ``_N_COARSE`` evenly spaced values over (0, 1), which shows the whole
     square (every restart's path, the diagonal and both symmetric modes), and ``_N_LOCAL``
-    values across a window of ``_WINDOW_SE`` binomial standard errors around each of the
-    pair's fitted biases, plus those biases themselves (kept ``_EDGE`` inside (0, 1)). The
-    mode of a large data set is a few standard errors wide, a tiny fraction of the square
-    (about 1e-3 at N = 10^6 sequences of 12 flips): the windows resolve it at any N.
+    values across each side of a box around the best fit's mode (the region within 32 nats
+    of it, found on a small local grid first: see :attr:`Landscape.window`), and the two
+    fitted biases themselves, so the best fit is a grid point. At large N the
+    mode is a tiny fraction of the square (about 0.005 wide at N = 10^6 sequences of 12
+    flips): the box resolves it at any N. Values are kept ``_EDGE`` inside (0, 1).
 
     Parameters
     ----------
@@ -228,13 +288,8 @@ def default_grid(data, best, pair=(0, 1)) -> np.ndarray:
     """
     data, best = _check_data(data), _check_best(best)
     pair = _check_pair(pair, best.n_components)
-    parts = [(np.arange(_N_COARSE) + 0.5) / _N_COARSE]
-    unit = np.linspace(-1.0, 1.0, _N_LOCAL)
-    for c in pair:
-        p = float(np.clip(best.p[c], _EDGE, 1.0 - _EDGE))
-        parts += [p + _half_width(data, p, float(best.weights[c])) * unit, np.array([p])]
-    values = np.concatenate(parts)
-    return np.unique(values[(values >= _EDGE) & (values <= 1.0 - _EDGE)])
+    method = "two" if best.n_components == 2 else "sqp"
+    return _grid_for(_mode_box(data, best, pair, TOL, 200, method), best.p[list(pair)])
 
 
 # ---------------------------------------------------------------------- solver
@@ -428,14 +483,14 @@ def _maximise(f, counts, tol, max_iter, method):
     return _solve_simplex(f, counts, tol, max_iter)
 
 
-def _profile_rows(data, log_x, log_other, rows, tol, max_iter, method):
-    """Profile, weights and certified gaps for grid rows ``rows`` (values of p_j)."""
-    n_x, m = log_x.shape
+def _profile_rows(data, log_x, log_y, log_other, tol, max_iter, method):
+    """Profile, weights (solver order) and certified gaps: rows p_j = y, columns p_i = x."""
+    (n_x, m), n_y = log_x.shape, len(log_y)
     pair_logs = [
-        np.broadcast_to(log_x[None, :, :], (len(rows), n_x, m)),  # component i: p_i = x
-        np.broadcast_to(log_x[rows][:, None, :], (len(rows), n_x, m)),  # j: p_j = y
+        np.broadcast_to(log_x[None, :, :], (n_y, n_x, m)),  # component i: p_i = x
+        np.broadcast_to(log_y[:, None, :], (n_y, n_x, m)),  # component j: p_j = y
     ]
-    others = [np.broadcast_to(row, (len(rows), n_x, m)) for row in log_other]
+    others = [np.broadcast_to(row, (n_y, n_x, m)) for row in log_other]
     logf = np.stack(pair_logs + others, axis=2).reshape(-1, 2 + len(others), m)
     shift = logf.max(axis=1)  # (G, M): scale each outcome's pmfs so the largest is 1
     f = np.exp(logf - shift[:, None, :])
@@ -444,8 +499,23 @@ def _profile_rows(data, log_x, log_other, rows, tol, max_iter, method):
     mix = _mix(f, w)
     gap = _gradient(f, mix, counts).max(axis=1) - counts.sum()
     ll = _ll(mix, counts) + shift @ counts + data._log_binom_coef
-    shape = (len(rows), n_x)
+    shape = (n_y, n_x)
     return ll.reshape(shape), w.reshape(shape + (w.shape[1],)), gap.reshape(shape)
+
+
+def _profile(data, best, pair, xs, ys, tol, max_iter, method):
+    """Profile log-likelihood, maximising weights and certified gaps on xs (p_i) x ys (p_j)."""
+    k = best.n_components
+    log_x, log_y = _log_pmf(data, xs), _log_pmf(data, ys)
+    others = [c for c in range(k) if c not in pair]
+    log_other = _log_pmf(data, best.p[others]) if others else np.empty((0, data.n_outcomes))
+    step = max(1, _CHUNK_ELEMENTS // (xs.size * k * data.n_outcomes))
+    blocks = [
+        _profile_rows(data, log_x, log_y[lo : lo + step], log_other, tol, max_iter, method)
+        for lo in range(0, ys.size, step)
+    ]
+    ll, weights, gap = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
+    return ll, _to_pair_order(weights, pair, k), gap
 
 
 def _to_pair_order(weights: np.ndarray, pair, k: int) -> np.ndarray:
@@ -513,24 +583,9 @@ def profile_landscape(
     if method == "two" and k != 2:
         raise ValueError(f"method 'two' solves K = 2 only, got K = {k}")
     method = method if method != "auto" else ("two" if k == 2 else "sqp")
-    values = default_grid(data, best, pair) if grid is None else _check_grid(grid)
-    log_x = _log_pmf(data, values)
-    others = [c for c in range(k) if c not in pair]
-    log_other = _log_pmf(data, best.p[others]) if others else np.empty((0, data.n_outcomes))
-    step = max(1, _CHUNK_ELEMENTS // (values.size * k * data.n_outcomes))
-    blocks = [
-        _profile_rows(
-            data,
-            log_x,
-            log_other,
-            np.arange(lo, min(lo + step, values.size)),
-            tol,
-            max_iter,
-            method,
-        )
-        for lo in range(0, values.size, step)
-    ]
-    ll, weights, gap = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
+    box = _mode_box(data, best, pair, tol, max_iter, method)
+    values = _grid_for(box, best.p[list(pair)]) if grid is None else _check_grid(grid)
+    ll, weights, gap = _profile(data, best, pair, values, values, tol, max_iter, method)
     b, a = np.unravel_index(int(np.argmax(ll)), ll.shape)
     top = float(ll[b, a])
     return Landscape(
@@ -538,12 +593,12 @@ def profile_landscape(
         p_i=values,
         p_j=values.copy(),
         profile=ll - top,
-        weights=_to_pair_order(weights, pair, k),
+        weights=weights,
         max_log_likelihood=top,
         argmax=(float(values[a]), float(values[b])),
         gap=float(max(gap.max(), 0.0)),
         base=best,
-        window=_window(data, best, pair),
+        window=box,
     )
 
 
@@ -559,3 +614,243 @@ def profile_landscapes(data: BinomialData, best: MixtureParams, **options) -> tu
         for i in range(k)
         for j in range(i + 1, k)
     )
+
+
+# ---------------------------------------------------------------------- figure
+#: Fixed resolution and metadata: the same landscapes give the same bytes, 1000 px wide.
+_DPI = 100
+_META = {"Software": None}
+#: A panel zoomed on the best fit is added when its window is narrower than this.
+_ZOOM_BELOW = 0.4
+#: Contour levels, nats below the maximum: the zoomed panel's, and at most this many lines
+#: in the whole square (powers of 2 from 0.5 on, thinned when the range is large).
+_ZOOM_LEVELS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+_MAX_LINES = 12
+_FONTS = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "figure.titlesize": 12,
+}
+
+
+def _paths(runs, k: int) -> list[np.ndarray]:
+    """Each run's path of biases, shape (n_iter + 1, K), from Run objects or MixtureParams."""
+    out = []
+    for r, run in enumerate(runs):
+        params = getattr(run, "path", run)
+        p = getattr(params, "p", None)
+        if p is None or np.ndim(p) != 2 or np.shape(p)[1] != k:
+            raise ValueError(
+                f"runs[{r}] must be an em.Run or a MixtureParams path of shape (n, {k})"
+            )
+        p = np.asarray(p, dtype=float)
+        if not np.all(np.isfinite(p)):
+            raise ValueError(f"runs[{r}]: the path has non-finite biases")
+        out.append(p)
+    return out
+
+
+def _draws(draws_p, k: int) -> np.ndarray | None:
+    if draws_p is None:
+        return None
+    try:
+        arr = np.asarray(draws_p, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError("draws_p must be an array of shape (chain, draw, K)") from None
+    if arr.ndim != 3 or arr.shape[2] != k or arr.shape[1] == 0:
+        raise ValueError(f"draws_p must have shape (chain, draw, {k}), got {arr.shape}")
+    if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
+        raise ValueError("draws_p must be finite biases in [0, 1]")
+    return arr
+
+
+def _check_figure_args(landscapes, path) -> tuple[list[Landscape], Path]:
+    items = list(landscapes) if isinstance(landscapes, Sequence) else [landscapes]
+    if not items or not all(isinstance(ls, Landscape) for ls in items):
+        raise ValueError("landscapes must be one or more Landscape (from profile_landscape)")
+    if len({ls.n_components for ls in items}) != 1:
+        raise ValueError("landscapes must all come from fits with the same K")
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise ValueError(f"path: no such folder {str(out.parent)!r}")
+    return items, out
+
+
+def _levels(depth_max: float, zoom: bool) -> list[float]:
+    """Contour levels in nats below the maximum (powers of 2 from 0.5), below depth_max."""
+    if zoom:
+        levels = [v for v in _ZOOM_LEVELS if v < depth_max]
+    else:
+        n = max(1, math.ceil(math.log2(max(depth_max, 1.0) / 0.5)))
+        levels = [0.5 * 2.0**e for e in range(n) if 0.5 * 2.0**e < depth_max]
+        stride = math.ceil(len(levels) / _MAX_LINES)
+        levels = levels[::stride]
+    return levels or [0.5]
+
+
+def _level_label(value: float) -> str:
+    return f"{value:g}" if value < 1e5 else f"{value:.0e}"
+
+
+def _contours(ax, ls: Landscape, zoom: bool) -> None:
+    depth = -ls.profile
+    levels = _levels(float(depth.max()), zoom)
+    bounds = [0.0] + levels + [max(float(depth.max()), levels[-1]) * 1.001 + 1e-9]
+    cmap = ListedColormap(plt.get_cmap("Greys")(np.linspace(0.0, 0.6, len(bounds) - 1)))
+    ax.contourf(ls.p_i, ls.p_j, depth, levels=bounds, cmap=cmap, norm=BoundaryNorm(bounds, cmap.N))
+    lines = ax.contour(ls.p_i, ls.p_j, depth, levels=levels, colors="0.25", linewidths=0.7)
+    ax.clabel(lines, fmt=_level_label, fontsize=10, inline=True)
+
+
+def _overlay(ax, ls: Landscape, paths, draws, max_draws: int) -> None:
+    i, j = ls.pair
+    ax.plot([0, 1], [0, 1], ls="--", color="black", lw=1.0, zorder=2)
+    if draws is not None:
+        keep = np.unique(np.linspace(0, draws.shape[1] - 1, max_draws).round().astype(int))
+        for c in range(draws.shape[0]):
+            ax.scatter(
+                draws[c, keep, i],
+                draws[c, keep, j],
+                s=6,
+                alpha=0.35,
+                color=f"C{c % 10}",
+                linewidths=0,
+                zorder=3,
+            )
+    for p in paths:
+        ax.plot(p[:, i], p[:, j], color="black", lw=0.9, alpha=0.8, zorder=4)
+        ax.plot(p[0, i], p[0, j], "o", mfc="white", mec="black", ms=6, zorder=5)
+        ax.plot(p[-1, i], p[-1, j], "s", color="black", ms=4, zorder=5)
+    bi, bj = float(ls.base.p[i]), float(ls.base.p[j])
+    ax.plot(bi, bj, "*", color="red", mec="black", ms=15, zorder=6)
+    ax.plot(bj, bi, "*", color="white", mec="red", mew=1.5, ms=15, zorder=6)
+
+
+def _panel(ax, ls: Landscape, paths, draws, max_draws: int, zoom: bool) -> None:
+    _contours(ax, ls, zoom)
+    _overlay(ax, ls, paths, draws, max_draws)
+    i, j = ls.pair
+    if zoom:
+        (x0, x1), (y0, y1) = ls.window
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_title(f"p[{i}] against p[{j}], near EM's best fit")
+    else:
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_title(f"p[{i}] against p[{j}]")
+    ax.set_xlabel(f"p[{i}]")
+    ax.set_ylabel(f"p[{j}]")
+
+
+def _legend_handles(n_chains: int) -> list:
+    handles = [
+        Patch(
+            facecolor=plt.get_cmap("Greys")(0.3),
+            edgecolor="0.25",
+            label="profile log-lik., contours in nats below its maximum",
+        ),
+        Line2D([], [], ls="--", color="black", label="diagonal p_i = p_j"),
+        Line2D([], [], ls="", marker="*", color="red", mec="black", ms=12, label="EM's best fit"),
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="*",
+            color="white",
+            mec="red",
+            ms=12,
+            label="the same fit, labels swapped",
+        ),
+        Line2D([], [], color="black", lw=0.9, label="EM restart path"),
+        Line2D([], [], ls="", marker="o", mfc="white", mec="black", label="path start"),
+        Line2D([], [], ls="", marker="s", color="black", ms=5, label="path end"),
+    ]
+    handles += [
+        Line2D([], [], ls="", marker="o", color=f"C{c % 10}", ms=5, label=f"chain {c} draws")
+        for c in range(n_chains)
+    ]
+    return handles
+
+
+def landscape_figure(
+    landscapes, runs, draws_p, path, *, title: str | None = None, max_draws: int = 400
+) -> str:
+    """Draw profile landscapes with EM's restart paths and posterior draws, as one PNG.
+
+    One panel per landscape (pair of components) over the whole unit square; where the
+    best fit's mode is small (its window narrower than 0.4, i.e. large N), a second panel
+    beside it zooms on the window. Each panel has filled and labelled contours of the
+    profile in nats below its maximum (0.5, 1, 2, 4, ... ; up to 32 in the zoom), the
+    diagonal p_i = p_j, EM's best fit (red star) and its mirror image with the labels
+    swapped (open star), every restart's path (line; circle at the start, square at the
+    end) and each chain's draws (thinned to ``max_draws`` per chain, one colour per chain).
+
+    Parameters
+    ----------
+    landscapes : Landscape or sequence of Landscape
+        From :func:`profile_landscape` / :func:`profile_landscapes`, one K.
+    runs : sequence
+        ``em.Run`` objects (e.g. ``fit.runs``) or their ``path`` (MixtureParams of shape
+        (n_iter + 1, K)); may be empty. For K >= 3 a path is drawn projected on the pair.
+    draws_p : array-like of shape (chain, draw, K), or None
+        Posterior draws of the biases. Pass the raw draws to see label switching (chains
+        visiting both copies of the mode), relabelled ones to see a single mode.
+    path : str or Path
+        The PNG to write; its folder must exist.
+    title : str, optional
+        The figure's title (default: what is drawn).
+    max_draws : int, optional
+        Draws shown per chain, evenly spaced.
+
+    Returns
+    -------
+    str
+        The file name written (as the functions of :mod:`compare.plots`).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: no landscapes, paths or draws of the wrong K or shape,
+        non-finite values, a missing folder.
+    """
+    items, out = _check_figure_args(landscapes, path)
+    k = items[0].n_components
+    paths, draws = _paths(runs, k), _draws(draws_p, k)
+    max_draws = check_positive_int(max_draws, "max_draws")
+    panels = [pan for ls in items for pan in [(ls, False)] + ([(ls, True)] if _zoomed(ls) else [])]
+    ncols = 1 if len(panels) == 1 else 2
+    nrows = math.ceil(len(panels) / ncols)
+    width = 6.5 if ncols == 1 else 10.0
+    with plt.rc_context(_FONTS):
+        fig, axes = plt.subplots(
+            nrows,
+            ncols,
+            figsize=(width, (5.6 if ncols == 1 else 4.6) * nrows + 1.6),
+            squeeze=False,
+            layout="constrained",
+        )
+        for ax, (ls, zoom) in zip(axes.flat, panels, strict=False):
+            _panel(ax, ls, paths, draws, max_draws, zoom)
+        for ax in list(axes.flat)[len(panels) :]:
+            ax.set_visible(False)
+        n_chains = 0 if draws is None else draws.shape[0]
+        fig.legend(handles=_legend_handles(n_chains), loc="outside lower center", ncols=2)
+        default = "Profile log-likelihood over pairs of biases, weights maximised"
+        if k > 2:
+            default += "\n(the other biases held at EM's best fit)"
+        fig.suptitle(title or default)
+        fig.savefig(out, dpi=_DPI, metadata=_META)
+        plt.close(fig)
+    return out.name
+
+
+def _zoomed(ls: Landscape) -> bool:
+    """Whether the best fit's window is small enough to deserve a zoomed panel."""
+    (x0, x1), (y0, y1) = ls.window
+    return max(x1 - x0, y1 - y0) < _ZOOM_BELOW
