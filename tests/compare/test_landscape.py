@@ -1,6 +1,8 @@
 """The profile log-likelihood landscape: exact against brute force and scipy, its structure
 on cases whose answer is known, and the figure."""
 
+import json
+
 import numpy as np
 import pytest
 from matplotlib.image import imread
@@ -263,6 +265,9 @@ def test_bad_arguments_are_named(separated, tmp_path):
         (lambda: profile_landscape(data, MixtureParams([0.5, 0.6], [0.2, 0.7])), "sum to 1"),
         (lambda: profile_landscape(data, best, pair=(0, 0)), "pair must be two different"),
         (lambda: profile_landscape(data, best, pair=(0, 2)), "pair must be two different"),
+        (lambda: profile_landscape(data, best, pair=("0", "1")), "two component indices"),
+        (lambda: profile_landscape(data, best, pair=(0, 0.5)), "two component indices"),
+        (lambda: profile_landscape(data, best, pair=3), "two component indices"),
         (lambda: profile_landscape(data, best, grid=[0.0, 0.5]), "strictly inside"),
         (lambda: profile_landscape(data, best, grid=[0.5]), ">= 2 values"),
         (lambda: profile_landscape(data, best, tol=-1), "tol must be"),
@@ -299,4 +304,15 @@ def test_bad_arguments_are_named(separated, tmp_path):
             call()
     # and well-formed input of the same shapes goes through
     assert landscape_figure([ls], fit.runs, good, tmp_path / "x.png") == "x.png"
+    assert profile_landscape(data, best, pair=(np.int64(1), 0.0), grid=[0.2, 0.7]).pair == (1, 0)
+
+
+def test_summary_is_plain_json(separated):
+    data, fit = separated
+    ls = profile_landscape(data, fit.params, grid=np.linspace(0.1, 0.9, 17))
     assert isinstance(ls, Landscape)
+    summary = json.loads(json.dumps(ls.to_dict()))
+    assert summary["pair"] == [0, 1] and summary["grid_size"] == 17
+    assert summary["gap"] == ls.gap <= TOL
+    assert summary["argmax"] == list(ls.argmax)
+    assert summary["base"]["p"] == fit.params.p.tolist()
