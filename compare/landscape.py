@@ -376,8 +376,9 @@ def _line_max(base, step, counts, t_max, tol, max_iter, *, start=None, ends=True
         if act.size == 0:
             break
         ta, d = t[act], step[act]
-        q = d / (base[act] + ta[:, None] * d)
-        slope, curv = q @ counts, (q * q) @ counts
+        with np.errstate(divide="ignore", invalid="ignore"):  # a probability 0 by rounding
+            q = d / (base[act] + ta[:, None] * d)
+            slope, curv = q @ counts, (q * q) @ counts
         rising = slope > 0
         lo[act] = np.where(rising, ta, lo[act])
         hi[act] = np.where(rising, hi[act], ta)
@@ -444,8 +445,9 @@ def _gain(f, w, mix, cand, counts) -> np.ndarray:
     where the difference of two log-likelihoods of size ~N would lose it in rounding: near
     the optimum a Newton step gains far less than the last digit of l at large N.
     """
+    change = np.maximum(_mix(f, cand - w) / mix, -1.0)  # >= -1 but for rounding
     with np.errstate(divide="ignore"):
-        return np.log1p(_mix(f, cand - w) / mix) @ counts
+        return np.log1p(change) @ counts
 
 
 def _direction(w: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
