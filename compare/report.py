@@ -26,6 +26,7 @@ import numpy as np
 
 from compare import plots
 from compare.analysis import Analysis, run_analysis
+from compare.landscape import landscape_figure, profile_landscapes
 from compare.options import ReportOptions, validate_options
 from compare.sections import Untrusted, sections
 from compare.settings import CI_PROB
@@ -160,6 +161,11 @@ def write_figures(a: Analysis, folder: Path) -> dict:
             folder / "responsibilities.png",
         )
     post = a.sampling.exchangeable
+    if a.em.ml.converged:  # the profile log-likelihood around the certified ML fit
+        landscapes = profile_landscapes(a.data, a.em.ml.params)
+        figs["landscape"] = landscape_figure(
+            landscapes, a.em.target.runs, post.p, folder / "landscape.png"
+        )
     figs["trace"] = plots.trace_plot(
         post.p, post.weights, folder / "trace_raw.png", "Exchangeable model, raw labels"
     )
