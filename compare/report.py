@@ -30,6 +30,7 @@ from compare.landscape import landscape_figure, profile_landscapes
 from compare.options import ReportOptions, validate_options
 from compare.sections import Untrusted, sections
 from compare.settings import CI_PROB
+from compare.stages.labels import annotate_posterior
 from em import BinomialData, mixture_pmf
 from models import save_posterior
 
@@ -111,7 +112,8 @@ def _write_folder(analysis: Analysis, results: dict, folder: Path, command) -> N
     """Everything but the manifest: figures, posteriors, results.json, report.md/.html."""
     (folder / "figures").mkdir()
     figures = write_figures(analysis, folder / "figures")
-    save_posterior(analysis.sampling.exchangeable.idata, folder / "posterior.nc")
+    tree = annotate_posterior(analysis.sampling.exchangeable.idata, analysis.labels)
+    save_posterior(tree, folder / "posterior.nc")
     save_posterior(analysis.sampling.ordered.idata, folder / "posterior_ordered.nc")
     (folder / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     secs = sections(analysis, figures, command)
