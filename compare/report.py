@@ -26,9 +26,11 @@ import numpy as np
 
 from compare import plots
 from compare.analysis import Analysis, run_analysis
+from compare.landscape import landscape_figure, profile_landscapes
 from compare.options import ReportOptions, validate_options
 from compare.sections import Untrusted, sections
 from compare.settings import CI_PROB
+from compare.stages.labels import annotate_posterior
 from em import BinomialData, mixture_pmf
 from models import save_posterior
 
@@ -110,7 +112,8 @@ def _write_folder(analysis: Analysis, results: dict, folder: Path, command) -> N
     """Everything but the manifest: figures, posteriors, results.json, report.md/.html."""
     (folder / "figures").mkdir()
     figures = write_figures(analysis, folder / "figures")
-    save_posterior(analysis.sampling.exchangeable.idata, folder / "posterior.nc")
+    tree = annotate_posterior(analysis.sampling.exchangeable.idata, analysis.labels)
+    save_posterior(tree, folder / "posterior.nc")
     save_posterior(analysis.sampling.ordered.idata, folder / "posterior_ordered.nc")
     (folder / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     secs = sections(analysis, figures, command)
@@ -160,6 +163,11 @@ def write_figures(a: Analysis, folder: Path) -> dict:
             folder / "responsibilities.png",
         )
     post = a.sampling.exchangeable
+    if a.em.ml.converged:  # the profile log-likelihood around the certified ML fit
+        landscapes = profile_landscapes(a.data, a.em.ml.params)
+        figs["landscape"] = landscape_figure(
+            landscapes, a.em.target.runs, post.p, folder / "landscape.png"
+        )
     figs["trace"] = plots.trace_plot(
         post.p, post.weights, folder / "trace_raw.png", "Exchangeable model, raw labels"
     )

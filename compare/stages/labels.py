@@ -160,3 +160,53 @@ def labels_stage(
         n_common,
         ordered,
     )
+
+
+def annotate_posterior(idata, labels: Labels, co_clustering=None):
+    """The exchangeable model's DataTree as it is saved: raw draws plus what labels allow.
+
+    Where the labels are identified: a ``posterior_relabelled`` group (w and p relabelled
+    to EM's estimate), a ``relabelling`` group (the permutation applied to each draw) and
+    ``responsibilities`` computed from the relabelled draws, so that the file is right as
+    stored. Where they are not, the label-dependent ``responsibilities`` are replaced by the
+    label-invariant ``co_clustering`` probabilities (when given). Returns a new DataTree.
+    """
+    import xarray as xr
+
+    tree = idata.copy()
+    post = tree["posterior"]
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values}
+    dims = ("chain", "draw", "component")
+    if labels.identified:
+        comp = {"component": post["component"].values}
+        tree["posterior_relabelled"] = xr.Dataset(
+            {"w": (dims, labels.weights), "p": (dims, labels.p)}, coords={**coords, **comp}
+        )
+        tree["relabelling"] = xr.Dataset(
+            {"permutation": (dims, labels.permutations)},
+            coords={**coords, **comp},
+            attrs={
+                "note": "relabelled[c, d, j] = raw[c, d, permutation[c, d, j]]",
+                "method": labels.method,
+            },
+        )
+        if labels.resp is not None:
+            tree["responsibilities"] = xr.Dataset(
+                {"mean": (("outcome", "component"), labels.resp)},
+                coords={"outcome": np.arange(labels.resp.shape[0]), **comp},
+                attrs={"note": "posterior mean of P(coin j | outcome) over the relabelled draws"},
+            )
+    else:
+        if "responsibilities" in tree.children:
+            del tree["responsibilities"]
+        if co_clustering is not None:
+            m = co_clustering.shape[0]
+            tree["co_clustering"] = xr.Dataset(
+                {"probability": (("outcome", "outcome_other"), co_clustering)},
+                coords={"outcome": np.arange(m), "outcome_other": np.arange(m)},
+                attrs={
+                    "note": "posterior probability that two outcomes come from the same coin "
+                    "(label-invariant); the labels are not identified: " + labels.reason
+                },
+            )
+    return tree

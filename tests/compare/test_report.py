@@ -240,3 +240,27 @@ def test_model_selection_over_a_range(tmp_path):
     assert ours["elpd_loo"] == pytest.approx(ref.elpd, rel=1e-10)
     assert ours["se"] == pytest.approx(ref.se, rel=1e-10)
     assert ours["p_loo"] == pytest.approx(ref.p, rel=1e-8)
+
+
+@pytest.mark.slow
+def test_saved_posterior_is_right_as_stored(separated):
+    """posterior.nc: raw draws, relabelled draws, the permutations, and responsibilities
+    from the relabelled draws, so an extreme outcome is near-certain for its coin."""
+    import arviz as az
+
+    from models import load_posterior
+
+    out, r = separated
+    tree = load_posterior(out / "posterior.nc")
+    for group in ("posterior", "posterior_relabelled", "relabelling", "responsibilities"):
+        assert group in tree.children, group
+    resp = tree["responsibilities"]["mean"].values
+    heads = np.asarray(r["data"]["heads"])
+    low, high = int(np.argmin(heads)), int(np.argmax(heads))
+    assert resp[low, 0] > 0.95 and resp[high, 1] > 0.95
+    perm = tree["relabelling"]["permutation"].values
+    raw_p = tree["posterior"]["p"].transpose("chain", "draw", "component").values
+    rel_p = tree["posterior_relabelled"]["p"].transpose("chain", "draw", "component").values
+    np.testing.assert_array_equal(np.take_along_axis(raw_p, perm, axis=-1), rel_p)
+    summary = az.summary(tree["posterior_relabelled"].to_dataset(), var_names=["p"])
+    assert summary["r_hat"].max() < 1.05
