@@ -418,7 +418,7 @@ def _symmetrise_upper(a: np.ndarray, block: int = 512) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- matching
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Relabelling:
     """One permutation per draw, with what each labelling costs.
 
@@ -855,7 +855,7 @@ def ordering_check(p, *, tau_sd: float = PRESSED_SD, threshold: float = PRESSED_
 
 
 # ---------------------------------------------------------------------- all at once
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LabelAnalysis:
     """Everything :func:`analyse_labels` finds.
 
