@@ -194,13 +194,13 @@ def label_switching(a) -> Finding:
 def ordered_model(a) -> Finding:
     """Whether the ordering separates modes or cuts through one."""
     check = a.labels.ordered
-    if check["cuts_through_a_mode"]:
-        share = max(check["pressed_share"])
+    if check.cuts_through:
+        share = max(check.pressed_fraction)
         return Finding(
             "ordering_cuts_a_mode",
             f"The ordered-biases model's draws pile against the ordering boundary ({share:.0%} "
-            "of draws have adjacent biases pressed together): the ordering cuts through a "
-            "mode rather than separating modes.",
+            f"of draws have adjacent biases within {check.tau_sd:g} posterior sd of each "
+            "other): the ordering cuts through a mode rather than separating modes.",
         )
     return Finding(
         "ordering_separates",

@@ -361,31 +361,31 @@ def labels(a, figures: dict) -> dict:
         rows = [
             [
                 str(c["chain"]),
-                _f(c["non_identity_fraction"], 3),
                 str(c["modal_permutation"]),
+                _f(c["decided_fraction"], 3),
                 _f(c["off_modal_fraction"], 3),
+                str(c["n_switches"]),
             ]
             for c in sw["chains"]
         ]
-        blocks.append(
-            (
-                "table",
-                ["chain", "draws needing a permutation", "most common permutation", "draws off it"],
-                rows,
-            )
-        )
+        header_row = [
+            "chain",
+            "most common labelling",
+            "draws decided",
+            "decidedly off it",
+            "switches",
+        ]
+        blocks.append(("table", header_row, rows))
     check = lab.ordered
     verdict = (
-        "the ordering cuts through a mode"
-        if check["cuts_through_a_mode"]
-        else "it separates the components"
+        "the ordering cuts through a mode" if check.cuts_through else "it separates the components"
     )
     blocks.append(
         (
             "p",
-            f"Ordered-biases model: share of draws with adjacent biases pressed together "
-            f"{_vec(check['pressed_share'], 3) or 'n/a'} (threshold {check['threshold']:g}): "
-            f"{verdict}.",
+            f"Ordered-biases model: share of draws with adjacent biases within "
+            f"{check.tau_sd:g} posterior sd {_vec(check.pressed_fraction, 3) or 'n/a'} "
+            f"(threshold {check.threshold:g}): {verdict}.",
         )
     )
     return {"title": "Label switching", "blocks": blocks}

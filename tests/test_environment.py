@@ -66,7 +66,7 @@ def _imported_packages() -> set[str]:
     for folder in ("em", "models", "compare", "benchmarks", "examples", "tests"):
         for path in (ROOT / folder).rglob("*.py"):
             for line in path.read_text().splitlines():
-                m = re.match(r"^\s*(?:import|from)\s+([A-Za-z_][A-Za-z0-9_]*)", line)
+                m = re.match(r"^\s*(?:import\s+|from\s+(?=[\w.]+\s+import\b))([A-Za-z_]\w*)", line)
                 if m:
                     names.add(m.group(1))
     stdlib = set(sys.stdlib_module_names) | {"__future__"}

@@ -11,23 +11,17 @@ its own check: whether its draws pile against the ordering boundary.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from compare import labels as lab
-from compare.diagnostics import invariant_draws
 from compare.stages.fits import EMStage
 from compare.stages.identifiability import Identifiability
 from compare.stages.sampling import SamplingStage
 from em import BinomialData, MixtureParams
 
 __all__ = ["Labels", "labels_stage"]
-
-# Stephens' relabelling holds every draw's responsibilities; above this many numbers
-# (chain x draw x outcomes x K) only the matching to EM's estimate is used.
-_MAX_STEPHENS = 20_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,49 +31,79 @@ class Labels:
     Attributes
     ----------
     identified : bool
-        Whether the components have an identity in the data (else no verdict is drawn).
+        Whether the components have an identity in the data and the posterior tells the
+        labellings apart (else no verdict is drawn).
     reason : str
         Why not, when they have none.
     reference : MixtureParams or None
         EM's best estimate, the draws' reference labelling.
-    permutations : ndarray of int (chain, draw, K) or None
-        The relabelling applied to each draw.
-    switching : dict or None
-        Per chain: the share of draws needing a permutation, the modal permutation; and
-        between/within-chain verdicts.
-    method : str
+    analysis : compare.labels.LabelAnalysis
+        Matching (Stephens' criterion, EM as a fixed pivot), the switching verdict,
+        Stephens' relabelling, and the label-invariant draws and co-clustering.
     weights, p : ndarray (chain, draw, K) or None
         Relabelled draws.
-    resp : ndarray (outcome, K) or None
-        Posterior mean responsibilities from the relabelled draws.
-    invariant : dict
-        Label-invariant draws: ``log_likelihood`` (chain, draw) and ``pmf`` (chain, draw, n+1)
-        over heads = 0..n for the most common number of trials n.
-    invariant_trials : int
-    ordered : dict
-        The ordered model's boundary check.
+    ordered : compare.labels.OrderingCheck
+        Whether the ordered model's draws pile against the ordering boundary.
+    coclustering_outcomes : ndarray of int
+        The distinct outcomes (the most frequent, at most COCLUSTERING_MAX) whose
+        co-clustering probabilities are computed.
     """
 
     identified: bool
     reason: str
     reference: MixtureParams | None
-    permutations: np.ndarray | None
-    switching: dict | None
-    method: str
+    analysis: lab.LabelAnalysis
     weights: np.ndarray | None
     p: np.ndarray | None
-    resp: np.ndarray | None
-    invariant: dict
-    invariant_trials: int
-    ordered: dict
+    ordered: lab.OrderingCheck
+    coclustering_outcomes: np.ndarray
+
+    @property
+    def switching(self) -> dict | None:
+        """The switching verdict (None where the labels are not identified)."""
+        sw = self.analysis.switching
+        return None if sw is None or not self.identified else sw.to_dict()
 
     @property
     def detected(self) -> bool | None:
         """Switching seen (True/False), or None where the labels are not identified."""
-        return None if self.switching is None else bool(self.switching["detected"])
+        sw = self.switching
+        return None if sw is None else bool(sw["detected"])
+
+    @property
+    def permutations(self) -> np.ndarray | None:
+        """Stephens' permutation of each draw (None where labels are not identified)."""
+        return self.analysis.relabelling.permutations if self.identified else None
+
+    @property
+    def resp(self) -> np.ndarray | None:
+        """Posterior mean P(coin j | outcome) from the relabelled draws."""
+        return self.analysis.relabelling.classification if self.identified else None
+
+    @property
+    def invariant(self) -> dict:
+        """Label-invariant draws: ``log_likelihood`` (chain, draw), ``pmf`` (chain, draw, n+1)."""
+        return {"log_likelihood": self.analysis.log_likelihood, "pmf": self.analysis.pmf}
+
+    @property
+    def invariant_trials(self) -> int:
+        """The number of trials n of the fitted pmf's draws."""
+        return self.analysis.pmf_trials
+
+    @property
+    def method(self) -> str:
+        """How the draws were relabelled."""
+        if not self.identified:
+            return "none: the labels are not identified"
+        return (
+            "matched to EM's estimate by Stephens' (2000) criterion with EM as a fixed pivot "
+            "(count-weighted KL divergence of the classification probabilities), then "
+            "Stephens' relabelling"
+        )
 
     def to_dict(self) -> dict:
         """results.json's ``label_switching`` section."""
+        d = self.analysis.to_dict()
         return {
             "identified": self.identified,
             "reason": self.reason,
@@ -92,10 +116,19 @@ class Labels:
                 "what": "EM's best optimum",
             },
             "relabelling": self.method,
+            "relabelling_details": d["relabelling"],
             "switching": self.switching,
-            "ordered_model": self.ordered,
+            "ordered_model": self.ordered.to_dict(),
             "invariant_pmf_trials": self.invariant_trials,
+            "coclustering": {
+                "outcomes": self.coclustering_outcomes.tolist(),
+                "probability": d["coclustering"],
+            },
         }
+
+
+#: Co-clustering is computed for at most this many outcomes (the most frequent).
+COCLUSTERING_MAX = 60
 
 
 def _not_identified_reason(ident: Identifiability) -> str:
@@ -117,52 +150,29 @@ def labels_stage(
 ) -> Labels:
     """Match, relabel and summarise the exchangeable model's draws where labels exist."""
     post = sampling.exchangeable
-    n_common = int(data.trials[np.argmax(data.counts)])
-    invariant = invariant_draws(data, post.weights, post.p, n_common)
-    ordered = lab.ordered_boundary_check(sampling.ordered.p)
-    if not ident.identifiable:
-        return Labels(
-            False,
-            _not_identified_reason(ident),
-            None,
-            None,
-            None,
-            "none: the labels are not identified",
-            None,
-            None,
-            None,
-            invariant,
-            n_common,
-            ordered,
-        )
+    top = np.argsort(-data.counts, kind="stable")[:COCLUSTERING_MAX]
+    outcomes = np.sort(top)
     ref = em.target.params
-    perms = lab.match_permutations(data, post.weights, post.p, ref)
-    method = "matched to EM's estimate on the classification probabilities"
-    resp = None
-    if math.prod(post.p.shape) * data.n_outcomes <= _MAX_STEPHENS:
-        raw = lab.draw_responsibilities(data, post.weights, post.p)
-        perms, _ = lab.stephens_permutations(raw, data.counts, perms)
-        method += ", then Stephens' (2000) KL relabelling"
-        resp = np.take_along_axis(raw, perms[:, :, None, :], axis=-1).mean(axis=(0, 1))
-    w_rel = lab.apply_permutations(post.weights, perms)
-    p_rel = lab.apply_permutations(post.p, perms)
+    la = lab.analyse_labels(data, post.weights, post.p, ref, coclustering_outcomes=outcomes)
+    identified = bool(ident.identifiable and la.identified)
+    reason = (
+        ""
+        if identified
+        else (_not_identified_reason(ident) if not ident.identifiable else la.reason())
+    )
     return Labels(
-        True,
-        "",
-        ref,
-        perms,
-        lab.switching_summary(perms),
-        method,
-        w_rel,
-        p_rel,
-        resp,
-        invariant,
-        n_common,
-        ordered,
+        identified=identified,
+        reason=reason,
+        reference=ref if identified else None,
+        analysis=la,
+        weights=la.relabel(post.weights) if identified else None,
+        p=la.relabel(post.p) if identified else None,
+        ordered=lab.ordering_check(sampling.ordered.p),
+        coclustering_outcomes=outcomes,
     )
 
 
-def annotate_posterior(idata, labels: Labels, co_clustering=None):
+def annotate_posterior(idata, labels: Labels):
     """The exchangeable model's DataTree as it is saved: raw draws plus what labels allow.
 
     Where the labels are identified: a ``posterior_relabelled`` group (w and p relabelled
@@ -199,14 +209,14 @@ def annotate_posterior(idata, labels: Labels, co_clustering=None):
     else:
         if "responsibilities" in tree.children:
             del tree["responsibilities"]
-        if co_clustering is not None:
-            m = co_clustering.shape[0]
-            tree["co_clustering"] = xr.Dataset(
-                {"probability": (("outcome", "outcome_other"), co_clustering)},
-                coords={"outcome": np.arange(m), "outcome_other": np.arange(m)},
-                attrs={
-                    "note": "posterior probability that two outcomes come from the same coin "
-                    "(label-invariant); the labels are not identified: " + labels.reason
-                },
-            )
+        outcomes = labels.coclustering_outcomes
+        tree["co_clustering"] = xr.Dataset(
+            {"probability": (("outcome", "outcome_other"), labels.analysis.coclustering)},
+            coords={"outcome": outcomes, "outcome_other": outcomes},
+            attrs={
+                "note": "posterior probability that two outcomes (indices into the data's "
+                "distinct outcomes) come from the same coin (label-invariant); the labels "
+                "are not identified: " + labels.reason
+            },
+        )
     return tree
