@@ -98,9 +98,10 @@ class VariableHealth:
         there is a single chain.
     constant : int
         How many elements have identical draws everywhere and are therefore not judged.
-    undefined : int
-        How many non-constant elements ArviZ gave no R-hat for (NaN); not judged either,
-        and listed in :attr:`SamplerHealth.not_checked`.
+    undefined : tuple of str
+        Labels of the non-constant elements ArviZ gives no R-hat for (NaN, with at least
+        2 chains): every chain constant yet the chains apart, i.e. stuck chains. They fail
+        the R-hat check.
     """
 
     name: str
@@ -110,7 +111,7 @@ class VariableHealth:
     ess_bulk: tuple[float | None, ...]
     ess_tail: tuple[float | None, ...]
     constant: int
-    undefined: int = 0
+    undefined: tuple[str, ...] = ()
 
     def labels(self) -> list[str]:
         """Element labels, ``name[i,j]`` (just ``name`` for a scalar)."""
@@ -122,6 +123,7 @@ class VariableHealth:
         """Plain lists, floats, ints and None."""
         out = asdict(self)
         out["shape"] = list(self.shape)
+        out["undefined"] = list(self.undefined)
         for key in ("rhat", "ess_bulk", "ess_tail"):
             out[key] = list(out[key])
         return out
@@ -418,9 +420,8 @@ def _variable_health(name: str, source: str, a: np.ndarray) -> VariableHealth:
         )
 
     rhat_c = clean(rhat, single_chain)
-    undefined = sum(
-        r is None and not c and not single_chain for r, c in zip(rhat_c, constant, strict=True)
-    )
+    undefined = np.flatnonzero(~constant & ~np.isfinite(rhat)) if not single_chain else []
+    labels = VariableHealth(name, source, tuple(shape), (), (), (), 0).labels()
     return VariableHealth(
         name=name,
         source=source,
@@ -429,7 +430,7 @@ def _variable_health(name: str, source: str, a: np.ndarray) -> VariableHealth:
         ess_bulk=clean(bulk, False),
         ess_tail=clean(tail, False),
         constant=int(constant.sum()),
-        undefined=int(undefined),
+        undefined=tuple(labels[i] for i in undefined),
     )
 
 
@@ -460,7 +461,7 @@ def _divergences(stats: xr.Dataset | None) -> tuple[int | None, int | None]:
 
 
 def _ebfmi(stats: xr.Dataset | None) -> tuple[float, ...] | None:
-    """ArviZ's E-BFMI per chain: mean squared energy change over the energy's variance."""
+    """ArviZ's E-BFMI per chain: squared energy changes over squares about the mean, summed."""
     if stats is None or "energy" not in stats:
         return None
     energy = stats["energy"].transpose(*_SAMPLE_DIMS, ...).values.astype(float)
@@ -484,9 +485,6 @@ def _not_checked(chains, divergences, ebfmi, variables) -> tuple[str, ...]:
     skipped = [f"{v.name} ({v.constant})" for v in variables if v.constant]
     if skipped:
         out.append("R-hat and ESS of constant elements: " + ", ".join(skipped))
-    undefined = [f"{v.name} ({v.undefined})" for v in variables if v.undefined]
-    if undefined:
-        out.append("R-hat of elements ArviZ could not compute it for: " + ", ".join(undefined))
     return tuple(out)
 
 
@@ -520,16 +518,29 @@ def _divergence_warning(h: SamplerHealth) -> HealthWarning | None:
 
 
 def _rhat_warning(h: SamplerHealth) -> HealthWarning | None:
-    if h.max_rhat is None or not h.max_rhat > h.rhat_max:
+    stuck = [label for var in h.variables for label in var.undefined]
+    high = h.max_rhat is not None and h.max_rhat > h.rhat_max
+    if not high and not stuck:
         return None
-    n_bad = sum(v is not None and not v <= h.rhat_max for var in h.variables for v in var.rhat)
-    n_all = sum(v is not None for var in h.variables for v in var.rhat)
+    parts = []
+    if high:
+        n_bad = sum(v is not None and not v <= h.rhat_max for var in h.variables for v in var.rhat)
+        n_all = sum(v is not None for var in h.variables for v in var.rhat)
+        parts.append(
+            f"the largest rank-normalised split R-hat is {_fmt_rhat(h.max_rhat)} "
+            f"({h.max_rhat_at}; {n_bad} of {n_all} quantities above)"
+        )
+    if stuck:
+        parts.append(f"R-hat is undefined for {_some(stuck)}: every chain is constant there")
     return HealthWarning(
         "rhat",
-        f"R-hat above {h.rhat_max:g}: the largest rank-normalised split R-hat is "
-        f"{_fmt_rhat(h.max_rhat)} ({h.max_rhat_at}; {n_bad} of {n_all} quantities above), "
-        "indicating the chains have not mixed.",
+        f"R-hat above {h.rhat_max:g}: " + "; ".join(parts) + ", indicating the chains have "
+        "not mixed.",
     )
+
+
+def _some(labels: list[str], n: int = 4) -> str:
+    return ", ".join(labels[:n]) + (f" and {len(labels) - n} more" if len(labels) > n else "")
 
 
 def _ess_warning(h: SamplerHealth, kind: str) -> HealthWarning | None:
@@ -639,7 +650,13 @@ def _problem(kind: str, h: SamplerHealth) -> str:
     if kind == "divergences":
         return f"{h.divergences} divergent transitions after warm-up"
     if kind == "rhat":
-        return f"R-hat {_fmt_rhat(h.max_rhat)} > {h.rhat_max:g} ({h.max_rhat_at})"
+        parts = []
+        if h.max_rhat is not None and h.max_rhat > h.rhat_max:
+            parts.append(f"R-hat {_fmt_rhat(h.max_rhat)} > {h.rhat_max:g} ({h.max_rhat_at})")
+        stuck = [label for var in h.variables for label in var.undefined]
+        if stuck:
+            parts.append(f"R-hat undefined ({_some(stuck)}: stuck chains)")
+        return "; ".join(parts)
     if kind in ("ess_bulk", "ess_tail"):
         which = kind.split("_")[1]
         value, at = getattr(h, f"min_ess_{which}"), getattr(h, f"min_ess_{which}_at")
