@@ -65,20 +65,32 @@ _MIN_DRAWS = 4  # split R-hat halves every chain; ArviZ gives NaN below this
 
 
 # ---------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class HealthWarning:
-    """One failed check.
+class HealthWarning(str):
+    """One failed check: the warning's text (a ``str``), tagged with the check it comes from.
+
+    Being a string, a tuple of them joins, prints and serialises as text.
 
     Attributes
     ----------
     kind : str
         ``"divergences"``, ``"rhat"``, ``"ess_bulk"``, ``"ess_tail"`` or ``"ebfmi"``.
-    message : str
-        The warning in words, with the measured value and the threshold.
     """
 
     kind: str
-    message: str
+
+    def __new__(cls, kind: str, message: str) -> HealthWarning:
+        """Tag ``message`` with ``kind``."""
+        obj = super().__new__(cls, message)
+        obj.kind = kind
+        return obj
+
+    def __reduce__(self):
+        return (HealthWarning, (self.kind, str(self)))
+
+    @property
+    def message(self) -> str:
+        """The text as a plain ``str``."""
+        return str(self)
 
 
 @dataclass(frozen=True)
@@ -154,7 +166,8 @@ class SamplerHealth:
     variables : tuple of VariableHealth
         Per-variable details.
     warnings : tuple of HealthWarning
-        Every failed check, in the order divergences, R-hat, ESS bulk, ESS tail, E-BFMI.
+        Every failed check (strings tagged with their ``kind``), in the order
+        divergences, R-hat, ESS bulk, ESS tail, E-BFMI.
     not_checked : tuple of str
         Checks that could not be made, and why.
     """
@@ -183,16 +196,27 @@ class SamplerHealth:
         """True when no check failed."""
         return not self.warnings
 
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """The kinds of the failed checks, in the order of :attr:`warnings`."""
+        return tuple(w.kind for w in self.warnings)
+
+    @property
+    def min_bfmi(self) -> float | None:
+        """Alias of :attr:`min_ebfmi` (the name the interim module used)."""
+        return self.min_ebfmi
+
     def warned(self, kind: str) -> bool:
         """Whether the check ``kind`` (see :class:`HealthWarning`) failed."""
-        return any(w.kind == kind for w in self.warnings)
+        return kind in self.failed
 
     def to_dict(self) -> dict:
         """Every number as plain floats, ints, bools, strings, lists and None (JSON-ready)."""
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out["ebfmi"] = None if self.ebfmi is None else list(self.ebfmi)
         out["variables"] = [v.to_dict() for v in self.variables]
-        out["warnings"] = [asdict(w) for w in self.warnings]
+        out["warnings"] = [w.message for w in self.warnings]
+        out["failed"] = list(self.failed)
         out["not_checked"] = list(self.not_checked)
         out["reliable"] = self.reliable
         return out
@@ -287,7 +311,7 @@ def _same_sample_shape(arrays: dict[str, np.ndarray], what: str) -> None:
 # ---------------------------------------------------------------------- measuring
 def sampler_health(
     idata: xr.DataTree | Mapping[str, np.ndarray],
-    var_names: Sequence[str] | None = None,
+    var_names: Sequence[str] | Mapping[str, np.ndarray] | None = None,
     *,
     invariant: Mapping[str, np.ndarray] | None = None,
 ) -> SamplerHealth:
@@ -298,10 +322,11 @@ def sampler_health(
     idata : DataTree or mapping of str to array
         The sampler's DataTree (``posterior`` and ``sample_stats``), or just a mapping of
         (chain, draw, ...) arrays to judge (then divergences and E-BFMI are not checked).
-    var_names : sequence of str, optional
+    var_names : sequence of str, or mapping of str to array, optional
         Posterior variables whose R-hat and ESS are judged; None means every posterior
         variable (every array of a mapping). Pass ``[]`` to judge only ``invariant``: under
         label switching the component-specific ``w`` and ``p`` must not be judged raw.
+        A mapping of arrays here means ``var_names=[], invariant=that mapping``.
     invariant : mapping of str to array, optional
         Further (chain, draw, ...) arrays to judge: label-invariant quantities (the total
         log-likelihood, the fitted pmf) or relabelled draws. Same (chain, draw) as the rest.
@@ -345,6 +370,9 @@ def sampler_health(
 
 def _judged_arrays(idata, var_names, invariant):
     """{name: (source, array)} to judge, and the sample_stats Dataset (or None)."""
+    if isinstance(var_names, Mapping):
+        invariant = {**var_names, **(invariant or {})}
+        var_names = []
     stats = None
     if isinstance(idata, xr.DataTree):
         post = _posterior_arrays(idata, var_names)

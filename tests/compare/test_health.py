@@ -2,6 +2,7 @@
 
 import json
 import math
+import pickle
 
 import arviz as az
 import numpy as np
@@ -99,7 +100,7 @@ def test_to_dict_is_plain_json(healthy):
     d = sampler_health(healthy, ["p"]).to_dict()
     text = json.dumps(d, allow_nan=False)
     assert json.loads(text) == d
-    assert d["reliable"] is True and d["warnings"] == []
+    assert d["reliable"] is True and d["warnings"] == [] and d["failed"] == []
     assert isinstance(d["divergences"], int) and isinstance(d["max_rhat"], float)
     assert d["variables"][0]["name"] == "p" and len(d["variables"][0]["rhat"]) == K
 
@@ -111,6 +112,22 @@ def test_to_dict_is_plain_json(healthy):
         return x is None or type(x) in (bool, int, float, str)
 
     assert plain(d)
+
+
+def test_warnings_are_tagged_strings(healthy):
+    p = healthy["posterior"]["p"].values.copy()
+    p[2] += 0.3
+    flags = np.zeros((CHAINS, DRAWS), dtype=bool)
+    flags[0, 0] = True
+    h = sampler_health(_tree(p, diverging=flags), ["p"])
+    assert h.failed[:2] == ("divergences", "rhat") and all(isinstance(w, str) for w in h.warnings)
+    joined = "; ".join(h.warnings)  # what a caller that only wants text does
+    assert joined.startswith("1 of 4000") and "R-hat above" in joined
+    again = pickle.loads(pickle.dumps(h))
+    assert again == h and again.warnings[1].kind == "rhat"
+    d = h.to_dict()
+    assert d["failed"][:2] == ["divergences", "rhat"] and type(d["warnings"][0]) is str
+    assert h.min_bfmi == h.min_ebfmi
 
 
 # ---------------------------------------------------------------------- R-hat
@@ -232,6 +249,9 @@ def test_label_switching_judged_on_invariant_arrays():
     assert [(v.name, v.source) for v in h.variables] == [("p_relabelled", "invariant")]
     both = sampler_health(tree, ["w"], invariant={"sorted": relabelled})
     assert [v.source for v in both.variables] == ["posterior", "invariant"]
+    # a mapping in var_names' place is judged instead of the posterior
+    short = sampler_health(tree, {"p_relabelled": relabelled})
+    assert short.variables == h.variables and short.reliable
 
 
 def test_a_mapping_of_arrays_is_judged_without_sample_stats(healthy):
