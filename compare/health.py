@@ -249,10 +249,11 @@ def as_datatree(
         arrays disagree on (chain, draw).
     """
     checked = _checked_arrays(arrays, "arrays")
-    posterior = xr.Dataset(
-        {name: (_dims(name, a), a) for name, a in checked.items()},
-        coords=_sample_coords(next(iter(checked.values()))),
-    )
+    variables = {name: (_dims(name, a), a) for name, a in checked.items()}
+    coords = {}
+    for dims, a in variables.values():
+        coords.update({d: np.arange(n) for d, n in zip(dims, a.shape, strict=True)})
+    posterior = xr.Dataset(variables, coords=coords)
     tree = {"posterior": posterior}
     if sample_stats is not None:
         if not isinstance(sample_stats, xr.DataTree) or "sample_stats" not in sample_stats:
@@ -265,10 +266,6 @@ def _dims(name: str, a: np.ndarray) -> tuple[str, ...]:
     if name in ("w", "p") and a.ndim == 3:
         return (*_SAMPLE_DIMS, "component")
     return (*_SAMPLE_DIMS, *(f"{name}_dim_{i}" for i in range(a.ndim - 2)))
-
-
-def _sample_coords(a: np.ndarray) -> dict:
-    return {"chain": np.arange(a.shape[0]), "draw": np.arange(a.shape[1])}
 
 
 def _checked_arrays(arrays, what: str) -> dict[str, np.ndarray]:
