@@ -68,7 +68,8 @@ _MIN_DRAWS = 4  # split R-hat halves every chain; ArviZ gives NaN below this
 class HealthWarning(str):
     """One failed check: the warning's text (a ``str``), tagged with the check it comes from.
 
-    Being a string, a tuple of them joins, prints and serialises as text.
+    Being a string, a tuple of them joins, prints and serialises as text. The text has no
+    final full stop, so that ``"; ".join(warnings)`` reads as one sentence.
 
     Attributes
     ----------
@@ -538,7 +539,7 @@ def _divergence_warning(h: SamplerHealth) -> HealthWarning | None:
         "divergences",
         f"{h.divergences} of {h.transitions} ({pct:.2f}%) transitions after warm-up ended "
         "with a divergence: HMC is not fully able to explore the posterior distribution, so "
-        "the draws may be biased.",
+        "the draws may be biased",
     )
 
 
@@ -560,7 +561,7 @@ def _rhat_warning(h: SamplerHealth) -> HealthWarning | None:
     return HealthWarning(
         "rhat",
         f"R-hat above {h.rhat_max:g}: " + "; ".join(parts) + ", indicating the chains have "
-        "not mixed.",
+        "not mixed",
     )
 
 
@@ -581,7 +582,7 @@ def _ess_warning(h: SamplerHealth, kind: str) -> HealthWarning | None:
         f"ess_{kind}",
         f"{kind.capitalize()} effective sample size (ESS) is too low: {value:.0f} ({at}), "
         f"below {h.ess_min:.0f} ({settings.ESS_MIN_PER_CHAIN} per chain x {h.chains} "
-        f"chains), indicating {what}.",
+        f"chains), indicating {what}",
     )
 
 
@@ -596,7 +597,7 @@ def _ebfmi_warning(h: SamplerHealth) -> HealthWarning | None:
         "ebfmi",
         f"E-BFMI below {h.ebfmi_min:g} in {len(low)} of {h.chains} chains (smallest "
         f"{h.ebfmi[worst]:.2f}, chain {worst}): the momentum resampling explores the energy "
-        "distribution poorly, so HMC may have trouble exploring the target distribution.",
+        "distribution poorly, so HMC may have trouble exploring the target distribution",
     )
 
 

@@ -123,6 +123,7 @@ def test_warnings_are_tagged_strings(healthy):
     assert h.failed[:2] == ("divergences", "rhat") and all(isinstance(w, str) for w in h.warnings)
     joined = "; ".join(h.warnings)  # what a caller that only wants text does
     assert joined.startswith("1 of 4000") and "R-hat above" in joined
+    assert not any(w.endswith(".") for w in h.warnings)  # joins into one sentence
     again = pickle.loads(pickle.dumps(h))
     assert again == h and again.warnings[1].kind == "rhat"
     d = h.to_dict()

@@ -191,7 +191,9 @@ def test_bad_input_is_a_clear_value_error(draws, idata, tmp_path):
     with pytest.raises(ValueError, match="sample_stats group"):
         plots.plot_energy(as_datatree({"p": p}), out)
     no_energy = as_datatree({"p": p})
-    no_energy["sample_stats"] = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((CHAINS, DRAWS)))})
+    no_energy["sample_stats"] = xr.Dataset(
+        {"diverging": (("chain", "draw"), np.zeros((CHAINS, DRAWS)))}
+    )
     with pytest.raises(ValueError, match="no energy"):
         plots.plot_energy(no_energy, out)
     assert not out.exists()
