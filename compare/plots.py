@@ -81,8 +81,10 @@ class _Labeller(az.labels.BaseLabeller):
 
 
 @contextmanager
-def _style():
-    with matplotlib.rc_context(_RC):
+def _style(subplots: int = 0):
+    """Fonts and resolution; ArviZ may draw ``subplots`` panels (its default cap is 40)."""
+    limit = max(subplots, az.rcParams["plot.max_subplots"])
+    with matplotlib.rc_context(_RC), az.rc_context({"plot.max_subplots": limit}):
         yield
 
 
@@ -167,7 +169,7 @@ def plot_trace(
     """
     tree, names = _tree(data, var_names)
     rows = _n_elements(tree, names)
-    with _style():
+    with _style(2 * rows):
         pc = az.plot_trace_dist(
             tree,
             var_names=names,
@@ -194,7 +196,7 @@ def plot_rank(
     n = _n_elements(tree, names)
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    with _style():
+    with _style(n):
         pc = az.plot_rank(
             tree,
             var_names=names,
@@ -228,7 +230,7 @@ def plot_pair(
     if n < 2:
         raise ValueError(f"var_names: a pair plot needs at least 2 quantities, got {n}")
     side = min(_WIDTH, 1.0 + 2.7 * n)
-    with _style():
+    with _style(n * n):
         pc = az.plot_pair(
             tree,
             var_names=names,
@@ -264,7 +266,7 @@ def plot_forest(
     tree, names = _tree(data, var_names)
     n = _n_elements(tree, names)
     per = 1 if combined else tree["posterior"].sizes["chain"]
-    with _style():
+    with _style(n):
         pc = az.plot_forest(
             tree,
             var_names=names,

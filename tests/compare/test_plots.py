@@ -197,3 +197,12 @@ def test_bad_input_is_a_clear_value_error(draws, idata, tmp_path):
     with pytest.raises(ValueError, match="no energy"):
         plots.plot_energy(no_energy, out)
     assert not out.exists()
+
+
+def test_more_panels_than_arviz_default_cap(tmp_path):
+    # 2 x 11 elements, each a trace and a density panel: 44 > rcParams["plot.max_subplots"]
+    rng = _rng(4)
+    p = rng.random((2, 20, 11))
+    w = rng.dirichlet(np.ones(11), size=(2, 20))
+    assert plots.plot_trace({"w": w, "p": p}, tmp_path / "k11.png") == "k11.png"
+    assert png_width(tmp_path / "k11.png") <= plots.WIDTH_PX
