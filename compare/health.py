@@ -308,7 +308,7 @@ def _same_sample_shape(arrays: dict[str, np.ndarray], what: str) -> None:
 
 # ---------------------------------------------------------------------- measuring
 def sampler_health(
-    idata: xr.DataTree | Mapping[str, np.ndarray],
+    idata: xr.DataTree | Mapping[str, np.ndarray] | None,
     var_names: Sequence[str] | Mapping[str, np.ndarray] | None = None,
     *,
     invariant: Mapping[str, np.ndarray] | None = None,
@@ -317,9 +317,11 @@ def sampler_health(
 
     Parameters
     ----------
-    idata : DataTree or mapping of str to array
-        The sampler's DataTree (``posterior`` and ``sample_stats``), or just a mapping of
-        (chain, draw, ...) arrays to judge (then divergences and E-BFMI are not checked).
+    idata : DataTree, mapping of str to array, or None
+        The sampler's DataTree (``posterior`` and post-warm-up ``sample_stats``, as PyMC
+        returns it), or just a mapping of (chain, draw, ...) arrays to judge, or None (then
+        only the arrays given in ``var_names``/``invariant`` are judged). Without
+        ``sample_stats`` divergences and E-BFMI are not checked, and the result says so.
     var_names : sequence of str, or mapping of str to array, optional
         Posterior variables whose R-hat and ESS are judged; None means every posterior
         variable (every array of a mapping). Pass ``[]`` to judge only ``invariant``: under
@@ -372,7 +374,11 @@ def _judged_arrays(idata, var_names, invariant):
         invariant = {**var_names, **(invariant or {})}
         var_names = []
     stats = None
-    if isinstance(idata, xr.DataTree):
+    if idata is None:
+        if var_names:
+            raise ValueError("var_names: no DataTree to take posterior variables from")
+        post = {}
+    elif isinstance(idata, xr.DataTree):
         post = _posterior_arrays(idata, var_names)
         if "sample_stats" in idata:
             stats = idata["sample_stats"].to_dataset()

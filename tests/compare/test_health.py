@@ -266,6 +266,17 @@ def test_a_mapping_of_arrays_is_judged_without_sample_stats(healthy):
     assert h.variables[0].rhat == ref.variables[0].rhat
 
 
+def test_arrays_alone_without_a_datatree(healthy):
+    p = healthy["posterior"]["p"].values
+    h = sampler_health(None, {"p": p})
+    assert h.reliable and h.divergences is None and [v.name for v in h.variables] == ["p"]
+    assert sampler_health(None, [], invariant={"p": p}).variables == h.variables
+    with pytest.raises(ValueError, match="no DataTree to take posterior variables from"):
+        sampler_health(None, ["p"])
+    with pytest.raises(ValueError, match="nothing to judge"):
+        sampler_health(None)
+
+
 def test_constant_elements_are_not_judged():
     rng = _rng(5)
     p = 0.4 + 0.05 * rng.normal(size=(CHAINS, DRAWS, 1))
