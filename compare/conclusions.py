@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from compare.health import health_conclusion
 from compare.settings import CI_PROB, TOLERANCES
 
 __all__ = ["Finding", "conclusions", "FINDINGS"]
@@ -211,25 +212,24 @@ def ordered_model(a) -> Finding:
 
 def sampler_health(a) -> list[Finding]:
     """Each model's sampler health; an unreliable one is called so, with what to try."""
+    ident, s = a.identifiability, a.sampling.settings
     out = []
-    for name, label in (("exchangeable", "exchangeable"), ("ordered", "ordered-biases")):
+    for name, label, ordered in (
+        ("exchangeable", "exchangeable", False),
+        ("ordered", "ordered-biases", True),
+    ):
         h = getattr(a.health, name)
-        if h.reliable:
-            out.append(
-                Finding(
-                    f"{name}_sampler_ok",
-                    f"NUTS on the {label} model shows no warning (divergences "
-                    f"{h.divergences}, largest R-hat {_g(h.max_rhat or float('nan'), 4)}, "
-                    f"smallest ESS {_g(h.min_ess_bulk or float('nan'), 3)}).",
-                )
-            )
-        else:
-            out.append(
-                Finding(
-                    f"{name}_sampler_unreliable",
-                    f"The {label} model's draws are unreliable: {'; '.join(h.warnings)}.",
-                )
-            )
+        text = health_conclusion(
+            h,
+            label,
+            ordered=ordered,
+            collapsed=ident.collapsed,
+            effective_components=ident.effective_components,
+            target_accept=s["target_accept"],
+            tune=s["tune"],
+        )
+        code = f"{name}_sampler_ok" if h.reliable else f"{name}_sampler_unreliable"
+        out.append(Finding(code, text))
     return out
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from compare import plots
 from compare.analysis import Analysis, run_analysis
+from compare.health import as_datatree
 from compare.landscape import landscape_figure, profile_landscapes
 from compare.options import ReportOptions, validate_options
 from compare.sections import Untrusted, sections
@@ -168,14 +169,56 @@ def write_figures(a: Analysis, folder: Path) -> dict:
         figs["landscape"] = landscape_figure(
             landscapes, a.em.target.runs, post.p, folder / "landscape.png"
         )
-    figs["trace"] = plots.trace_plot(
-        post.p, post.weights, folder / "trace_raw.png", "Exchangeable model, raw labels"
-    )
-    if a.labels.identified:
-        figs["trace_relabelled"] = plots.trace_plot(
-            a.labels.p, a.labels.weights, folder / "trace_relabelled.png", "Relabelled"
+    figs.update(_arviz_views(a, folder))
+    return figs
+
+
+def _arviz_views(a: Analysis, folder: Path) -> dict:
+    """ArviZ's standard views: trace, rank, pair, forest, energy (arviz-plots)."""
+    post, ordered = a.sampling.exchangeable, a.sampling.ordered
+    if post.idata is None or ordered.idata is None:
+        return {}
+    wp = ["w", "p"] if a.options.components > 1 else ["p"]
+    figs = {
+        "trace": plots.plot_trace(
+            post.idata,
+            folder / "trace_raw.png",
+            var_names=wp,
+            title="Exchangeable model, labels as sampled",
+        ),
+        "trace_ordered": plots.plot_trace(
+            ordered.idata, folder / "trace_ordered.png", var_names=wp, title="Ordered model"
+        ),
+        "rank_ordered": plots.plot_rank(
+            ordered.idata, folder / "rank_ordered.png", var_names=wp, title="Ordered model"
+        ),
+        "energy": plots.plot_energy(
+            post.idata, folder / "energy.png", title="Exchangeable model: energy"
+        ),
+        "energy_ordered": plots.plot_energy(
+            ordered.idata, folder / "energy_ordered.png", title="Ordered model: energy"
+        ),
+    }
+    if a.options.components > 1:
+        figs["pair"] = plots.plot_pair(
+            post.idata, folder / "pairs_raw.png", title="p_i against p_j, labels as sampled"
         )
-    figs["pair"] = plots.pair_plot(post.p, folder / "pairs_raw.png", "p_i against p_j per chain")
+    forest = ordered.idata
+    if a.labels.identified:
+        relabelled = as_datatree({"w": a.labels.weights, "p": a.labels.p}, sample_stats=post.idata)
+        figs["trace_relabelled"] = plots.plot_trace(
+            relabelled, folder / "trace_relabelled.png", var_names=wp, title="Relabelled draws"
+        )
+        figs["rank_relabelled"] = plots.plot_rank(
+            relabelled, folder / "rank_relabelled.png", var_names=wp, title="Relabelled draws"
+        )
+        forest = relabelled
+    figs["forest"] = plots.plot_forest(
+        forest,
+        folder / "forest.png",
+        var_names=wp,
+        title="Relabelled draws" if a.labels.identified else "Ordered model",
+    )
     return figs
 
 

@@ -9,7 +9,9 @@ reports cannot say different things.
 from __future__ import annotations
 
 from compare.conclusions import conclusions
+from compare.health import summary_rows
 from compare.settings import CI_PROB
+from compare.stages.uncertainty import draw_stats
 
 __all__ = ["sections", "Untrusted"]
 
@@ -255,36 +257,48 @@ def agreement(a, figures: dict) -> dict:
 
 
 def posterior(a, figures: dict) -> dict:
-    """Summaries of the draws, relabelled only where the labels are identified."""
+    """ArviZ's summaries of the draws, relabelled only where the labels are identified."""
     s, lab = a.sampling.settings, a.labels
     blocks = [
         (
             "p",
             f"NUTS ({s['sampler']}), {s['chains']} chains x ({s['tune']} tune + {s['draws']} "
-            f"draws), target_accept {s['target_accept']}. Intervals: {_pct()}% equal-tailed.",
+            f"draws), target_accept {s['target_accept']}. Summaries by az.summary: "
+            f"{_pct()}% equal-tailed intervals, Monte Carlo standard errors, bulk and tail ESS, "
+            "rank-normalised split R-hat.",
         )
     ]
-    rows = []
-    groups = [("ordered model", a.sampling.ordered.weights, a.sampling.ordered.p)]
+    groups = [("ordered model", {"w": a.sampling.ordered.weights, "p": a.sampling.ordered.p})]
     if lab.identified:
-        groups.insert(0, ("relabelled", lab.weights, lab.p))
-    from compare.stages.uncertainty import draw_stats
-
-    key = f"eti{_pct()}"
-    for label, w, p in groups:
-        for var, x in (("p", p), ("w", w)):
-            st = draw_stats(x)
-            for j in range(x.shape[-1]):
-                rows.append(
-                    [
-                        label,
-                        f"{var}[{j}]",
-                        _f(st["mean"][j]),
-                        _f(st["sd"][j]),
-                        f"{_f(st[key + '_lower'][j])} to {_f(st[key + '_upper'][j])}",
-                    ]
-                )
-    blocks.append(("table", ["draws", "parameter", "mean", "sd", f"{key.upper()} interval"], rows))
+        groups.insert(0, ("relabelled", {"w": lab.weights, "p": lab.p}))
+    rows = []
+    for label, arrays in groups:
+        for r in summary_rows(arrays, ["p", "w"]):
+            rows.append(
+                [
+                    label,
+                    r["parameter"],
+                    _f(r["mean"]),
+                    _f(r["sd"], 3),
+                    f"{_f(r['ci_lower'])} to {_f(r['ci_upper'])}",
+                    _f(r["mcse_mean"], 2),
+                    _f(r["ess_bulk"], 4),
+                    _f(r["ess_tail"], 4),
+                    _f(r["r_hat"], 4),
+                ]
+            )
+    header_row = [
+        "draws",
+        "parameter",
+        "mean",
+        "sd",
+        f"ETI{_pct()}",
+        "MCSE",
+        "ESS bulk",
+        "ESS tail",
+        "R-hat",
+    ]
+    blocks.append(("table", header_row, rows))
     if not lab.identified:
         blocks.append(("p", f"No relabelled per-component summary: {lab.reason}."))
     ll = draw_stats(lab.invariant["log_likelihood"][..., None])
@@ -295,10 +309,24 @@ def posterior(a, figures: dict) -> dict:
             f"sd {_f(ll['sd'][0], 3)}.",
         )
     )
-    for name in ("trace", "rank", "pair", "forest", "energy", "responsibilities"):
+    for name, caption in _POSTERIOR_FIGURES:
         if name in figures:
-            blocks.append(("img", figures[name], name.capitalize()))
+            blocks.append(("img", figures[name], caption))
     return {"title": "Posterior", "blocks": blocks}
+
+
+_POSTERIOR_FIGURES = (
+    ("trace", "Trace and densities, exchangeable model, labels as sampled"),
+    ("trace_relabelled", "Trace and densities, relabelled draws"),
+    ("rank_relabelled", "Rank plot, relabelled draws"),
+    ("trace_ordered", "Trace and densities, ordered model"),
+    ("rank_ordered", "Rank plot, ordered model"),
+    ("pair", "p_i against p_j per chain, labels as sampled"),
+    ("forest", f"Forest plot ({_pct()}% intervals per chain)"),
+    ("energy", "Energy, exchangeable model (E-BFMI)"),
+    ("energy_ordered", "Energy, ordered model (E-BFMI)"),
+    ("responsibilities", "Posterior responsibilities (relabelled) against EM's"),
+)
 
 
 def health(a, figures: dict) -> dict:

@@ -38,11 +38,15 @@ class Health:
 
 def health_stage(sampling: SamplingStage, labels: Labels) -> Health:
     """Divergences, R-hat, ESS and E-BFMI of both models."""
-    arrays = {"log_likelihood": labels.invariant["log_likelihood"], "pmf": labels.invariant["pmf"]}
+    invariant = {
+        "log_likelihood": labels.invariant["log_likelihood"],
+        "pmf": labels.invariant["pmf"],
+    }
     if labels.identified:
-        arrays |= {"w": labels.weights, "p": labels.p}
-    post_ord = sampling.ordered
+        invariant |= {"w_relabelled": labels.weights, "p_relabelled": labels.p}
+    post, post_ord = sampling.exchangeable, sampling.ordered
+    ordered_arrays = {"w": post_ord.weights, "p": post_ord.p}
     return Health(
-        exchangeable=sampler_health(sampling.exchangeable.idata, arrays),
-        ordered=sampler_health(post_ord.idata, {"w": post_ord.weights, "p": post_ord.p}),
+        exchangeable=sampler_health(post.idata, [], invariant=invariant),
+        ordered=sampler_health(post_ord.idata, [], invariant=ordered_arrays),
     )
