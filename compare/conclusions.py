@@ -38,10 +38,11 @@ def fitted_coins(a) -> Finding | None:
     pct = round(CI_PROB * 100)
     if ident.collapsed:
         red = ident.reduced
+        weights = f", weights {_list(red.weights, 3)}" if red.n_components > 1 else ""
         return Finding(
             "fitted_coins",
             f"Fitted coins: the {fit.n_components} components collapse onto "
-            f"{red.n_components} (p = {_list(red.p)}, weights {_list(red.weights, 3)}).",
+            f"{red.n_components} (p = {_list(red.p)}{weights}).",
         )
     coins = []
     for j in range(fit.n_components):
