@@ -96,15 +96,15 @@ def check_n_components(value, data=None, name: str = "n_components") -> int:
     limit = max(m, MIN_COMPONENT_LIMIT)
     if k > limit:
         raise ValueError(
-            f"{name} = {k} is more than these data support: at most {limit}, the number of "
-            f"distinct outcomes ({m}) or {MIN_COMPONENT_LIMIT} if larger (with more "
-            "components than distinct outcomes the likelihood cannot rise)"
+            f"{name} must be at most {limit} for these data, got {k} (the larger of their {m} "
+            f"distinct outcomes and {MIN_COMPONENT_LIMIT}: with more components than distinct "
+            "outcomes the likelihood cannot rise)"
         )
     need, have = BYTES_PER_CELL * k * m, memory_bytes()
     if have is not None and need > have:
         raise ValueError(
-            f"{name} = {k} with {m} distinct outcomes needs about {need / 2**30:.1f} GiB per "
-            f"EM iteration, more than this machine's memory ({have / 2**30:.1f} GiB)"
+            f"{name} = {k} with {m} distinct outcomes needs about {need / 2**30:.1f} GiB for "
+            f"one EM iteration, more than this machine's memory ({have / 2**30:.1f} GiB)"
         )
     return k
 
@@ -268,11 +268,11 @@ def check_mixture(weights, p) -> tuple[np.ndarray, np.ndarray]:
     bad = ~((q >= 0.0) & (q <= 1.0))  # NaN too
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"p{_index(i, q.shape)} = {q.flat[i]!r} is outside [0, 1]")
+        raise ValueError(f"p{_index(i, q.shape)} = {float(q.flat[i])!r} is outside [0, 1]")
     bad = ~((w >= 0.0) & (w < np.inf))  # NaN too
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"weights{_index(i, w.shape)} = {w.flat[i]!r} is not a number >= 0")
+        raise ValueError(f"weights{_index(i, w.shape)} = {float(w.flat[i])!r} is not a number >= 0")
     total = w.sum(axis=-1)
     bad = np.abs(total - 1.0) > WEIGHT_SUM_ATOL
     if np.any(bad):

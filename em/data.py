@@ -469,7 +469,7 @@ def _check_counts(c: np.ndarray) -> int:
         i = int(np.argmax(over))
         raise ValueError(
             f"counts sum to more than {MAX_SEQUENCES} (2^53 - 1) sequences, from counts[{i}] "
-            "on: EM counts in float64, exactly only up to there"
+            "on: EM counts in float64, exact only up to there"
         )
     return int(partial[-1])
 
@@ -770,6 +770,7 @@ def _read_columnar(fh, path, names, out: _Outcomes, offset: int, line: int):
         "read_options": pacsv.ReadOptions(column_names=cols, use_threads=True),
         "convert_options": pacsv.ConvertOptions(column_types=dict.fromkeys(cols, pa.int64())),
     }
+    start = offset
     fh.seek(offset)
     rest = b""
     while True:
@@ -780,49 +781,76 @@ def _read_columnar(fh, path, names, out: _Outcomes, offset: int, line: int):
         else:
             cut = buf.rfind(b"\n") + 1
             if cut == 0:  # a line longer than a block
-                return offset, line
+                return offset, line + _count_lines(fh, start, offset)
             block, rest = buf[:cut], buf[cut:]
         if block:
             arrays = _parse_block(block, options, pa, pacsv)
             if arrays is None or not _take_block(arrays, names, out):
-                return offset, line
+                return offset, line + _count_lines(fh, start, offset)
             offset += len(block)
-            line += block.count(b"\n")
         if not chunk:
             return None
 
 
-def _parse_block(block: bytes, options: dict, pa, pacsv) -> list[np.ndarray] | None:
-    """The columns of a block of plain rows as int64 arrays, or None if it has others."""
-    if block.translate(None, _COLUMNAR_BYTES) or block.count(b"\r") != block.count(b"\r\n"):
+def _count_lines(fh, start: int, end: int) -> int:
+    """Line ends between two byte offsets (in blocks read by pyarrow, only LF ends one)."""
+    fh.seek(start)
+    lines = 0
+    while start < end:
+        chunk = fh.read(min(_BLOCK, end - start))
+        if not chunk:
+            break
+        lines += chunk.count(b"\n")
+        start += len(chunk)
+    return lines
+
+
+def _parse_block(block: bytes, options: dict, pa, pacsv) -> list[list[np.ndarray]] | None:
+    """A block of plain rows as batches of int64 columns, or None if it has other rows."""
+    if block.translate(None, _COLUMNAR_BYTES):
         return None
+    if b"\r" in block and block.count(b"\r") != block.count(b"\r\n"):
+        return None  # lone CR line ends: line numbers are counted from LF
     try:
         table = pacsv.read_csv(pa.py_buffer(block), **options)
     except pa.ArrowInvalid:  # a row of the wrong length, an empty or out-of-range value
         return None
     if any(col.null_count for col in table.columns):
         return None
-    return [col.to_numpy() for col in table.columns]
+    return [[_int64_array(col) for col in batch.columns] for batch in table.to_batches()]
 
 
-def _take_block(arrays: list[np.ndarray], names: list[str], out: _Outcomes) -> bool:
+def _int64_array(arr) -> np.ndarray:
+    """An Arrow int64 array without nulls as a numpy view of its data buffer.
+
+    (``to_numpy`` would import pandas, a second or so, to look for pandas types.)
+    """
+    return np.frombuffer(arr.buffers()[1], np.int64, len(arr), arr.offset * 8)
+
+
+def _take_block(batches: list[list[np.ndarray]], names: list[str], out: _Outcomes) -> bool:
     """Add a block's rows if every one is valid; False (nothing added) if one is not."""
-    h, t = arrays[names.index("heads")], arrays[names.index("trials")]
-    c = arrays[names.index("count")] if "count" in names else None
-    if h.size == 0:
-        return True
-    if _min(t) < 1 or _max(t) > MAX_TRIALS or _min(h) < 0 or (h > t).any():
-        return False
-    if c is None:
-        total = h.size
-    elif _min(c) < 0 or _max(c) > MAX_SEQUENCES or c.sum(dtype=np.float64) > 2.0**62:
-        return False
-    else:
-        total = int(c.sum())  # exact: below 2^62 + rounding
+    hi, ti = names.index("heads"), names.index("trials")
+    ci = names.index("count") if "count" in names else None
+    total = 0
+    for cols in batches:
+        h, t = cols[hi], cols[ti]
+        c = None if ci is None else cols[ci]
+        if h.size == 0:
+            continue
+        if _min(t) < 1 or _max(t) > MAX_TRIALS or _min(h) < 0 or (h > t).any():
+            return False
+        if c is None:
+            total += h.size
+        elif _min(c) < 0 or _max(c) > MAX_SEQUENCES or c.sum(dtype=np.float64) > 2.0**62:
+            return False
+        else:
+            total += int(c.sum())  # exact: below 2^62 + rounding
     if out.total + total > MAX_SEQUENCES:
         return False
     out.total += total
-    out.add(h, t, c)
+    for cols in batches:
+        out.add(cols[hi], cols[ti], None if ci is None else cols[ci])
     return True
 
 
