@@ -13,7 +13,6 @@ import math
 import sys
 
 from em import _validation as v
-from em.chapter import render_chapter
 from em.data import load_data
 from em.fitting import METHODS, EMInvariantError, FitResult, fit_data
 from em.selection import parse_components, select_components
@@ -214,6 +213,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command == "chapter":
+            from em.chapter import render_chapter  # scipy.stats: a second, only here
+
             text = render_chapter(
                 tol=_float(args.tol, "--tol"), max_iter=_int(args.max_iter, "--max-iter", 0)
             )
