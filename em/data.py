@@ -583,7 +583,8 @@ def _open_regular(path):
     except OSError as exc:
         raise ValueError(f"DATA: cannot read {path!r}: {exc.strerror or exc}") from None
     try:
-        _check_file(path, os.fstat(fd).st_mode, os.fstat(fd).st_size)
+        info = os.fstat(fd)
+        _check_file(path, info.st_mode, info.st_size)
     except BaseException:
         os.close(fd)
         raise

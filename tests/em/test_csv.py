@@ -90,6 +90,8 @@ def test_other_rows_fall_back_from_their_block_and_give_the_same_data(
         "HEADS , Trials\n\n3.0,1e1\n+4,10\n-0,10\n",  # decimals, signs, blank lines
         "heads,trials\n,\n3,10\n  ,  \n",  # blank rows
         '"heads","trials"\n"3","10"\n',
+        "heads,trials\n3,10\n4,10",  # no line end at the end
+        "heads,trials\r\n3,10\r\n4,10\r",
     ],
 )
 def test_formats_agree_with_the_csv_module(tmp_path, text, small_blocks):
