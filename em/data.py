@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import stat
 from dataclasses import dataclass
 from decimal import Decimal
@@ -522,13 +521,14 @@ FIELD_LIMIT = 131072
 # Most bytes in one line: no valid row comes near it; a longer one is refused unread.
 _MAX_LINE = 4 * FIELD_LIMIT
 _READ = 1 << 16  # bytes per read, line by line
-_BLOCK = 1 << 24  # bytes per block, columnar
-_EOL = re.compile(rb"\r\n|\r|\n")
-_BOM = b"\xef\xbb\xbf"
+_BLOCK = 1 << 24  # most bytes per block, columnar
+_SMALL_BLOCK = 1 << 16  # bytes per block after a block failed: what goes line by line
 _FLUSH = 1 << 16  # rows per array, line by line
+_BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark (Excel's "CSV UTF-8")
 # Blocks made of these bytes only are read by pyarrow: its int64 parser then reads exactly
-# what the line-by-line reader does (no spaces, quotes, decimals, "0x" or null markers).
-_COLUMNAR_BYTES = b"0123456789,-\n\r"
+# what the line-by-line reader does, int(cell.strip()) (no quotes, decimals, "0x", "+",
+# null markers: pyarrow refuses or misreads those, and the block goes line by line).
+_COLUMNAR_BYTES = b"0123456789,- \t\n\r"
 
 
 def load_data(spec: str | os.PathLike) -> BinomialData:
@@ -618,22 +618,27 @@ def _check_file(path, mode: int, size: int) -> None:
 class _Lines:
     r"""The lines of a binary file from a byte offset, as str with their line ends.
 
-    Lines end at ``\r\n``, ``\r`` or ``\n``, as for Python's csv module reading a file
-    opened with ``newline=""``. ``line`` is the number of the last line returned and
-    ``offset`` the byte offset just after it. A line that is not UTF-8 or is longer than
-    ``_MAX_LINE`` bytes is a ValueError naming it.
+    Lines end at ``\r\n``, ``\r`` or ``\n`` (``bytes.splitlines``), as for Python's csv
+    module reading a file opened with ``newline=""``. ``line`` is the number of the last
+    line returned and ``offset`` the byte offset just after it. A line that is not UTF-8 or
+    is longer than ``_MAX_LINE`` bytes is a ValueError naming it.
     """
 
     def __init__(self, fh, path, offset: int, line: int):
         fh.seek(offset)
         self.fh, self.path, self.offset, self.line = fh, path, offset, line
-        self._buf, self._pos, self._eof = b"", 0, False
+        self._lines: list[bytes] = []
+        self._next = 0
+        self._tail, self._eof = b"", False
 
     def __iter__(self):
         return self
 
     def __next__(self) -> str:
-        raw = self._raw()
+        if self._next == len(self._lines):
+            self._fill()
+        raw = self._lines[self._next]
+        self._next += 1
         text = raw[len(_BOM) :] if self.offset == 0 and raw.startswith(_BOM) else raw
         self.line += 1
         self.offset += len(raw)
@@ -645,29 +650,30 @@ class _Lines:
                 f"(byte {text[exc.start]:#04x} at position {exc.start + 1})"
             ) from None
 
-    def _raw(self) -> bytes:
+    def _fill(self) -> None:
+        """Split the next chunk into whole lines (StopIteration at the end of the file)."""
         while True:
-            m = _EOL.search(self._buf, self._pos)
-            if m is not None and (m.end() < len(self._buf) or self._eof or m.group() != b"\r"):
-                self._check_length(m.start())
-                start, self._pos = self._pos, m.end()
-                return self._buf[start : self._pos]
-            self._check_length(len(self._buf))
             if self._eof:
-                if self._pos == len(self._buf):
+                if not self._tail:
                     raise StopIteration
-                start, self._pos = self._pos, len(self._buf)
-                return self._buf[start:]
-            chunk = self.fh.read(_READ)
-            self._buf, self._pos = self._buf[self._pos :] + chunk, 0
-            self._eof = not chunk
-
-    def _check_length(self, end: int) -> None:
-        if end - self._pos > _MAX_LINE:
-            raise ValueError(
-                f"{self.path}: line {self.line + 1} is longer than {_MAX_LINE} bytes "
-                f"(a field may have at most {FIELD_LIMIT} characters)"
-            )
+                lines, self._tail = [self._tail], b""
+            else:
+                chunk = self.fh.read(_READ)
+                self._eof = not chunk
+                lines = (self._tail + chunk).splitlines(keepends=True)
+                # the last line may go on in the next chunk (a CR may be half of CRLF)
+                self._tail = b"" if not lines or lines[-1].endswith(b"\n") else lines.pop()
+                if len(self._tail) > _MAX_LINE:
+                    lines.append(self._tail)
+            if lines and max(map(len, lines)) > _MAX_LINE:
+                i = next(i for i, raw in enumerate(lines) if len(raw) > _MAX_LINE)
+                raise ValueError(
+                    f"{self.path}: line {self.line + i + 1} is longer than {_MAX_LINE} bytes "
+                    f"(a field may have at most {FIELD_LIMIT} characters)"
+                )
+            if lines:
+                self._lines, self._next = lines, 0
+                return
 
 
 class _Outcomes:
@@ -702,9 +708,7 @@ def _read_csv(fh, path) -> BinomialData:
     names = [cell.strip().lower() for cell in header]
     _check_header(names, path, header_line)
     out = _Outcomes()
-    stop = _read_columnar(fh, path, names, out, lines.offset, lines.line)
-    if stop is not None:  # a block pyarrow cannot read exactly: line by line from there
-        _read_rows(fh, path, names, out, *stop)
+    _read_body(fh, path, names, out, lines.offset, lines.line)
     return out.result(path)
 
 
@@ -725,11 +729,11 @@ def _next_row(reader, lines: _Lines, path) -> tuple[int, list[str]] | None:
             return None
         except csv.Error as exc:
             raise _csv_error(path, lines.line, exc) from None
-        if any(len(cell) > FIELD_LIMIT for cell in row):
+        if row and max(map(len, row)) > FIELD_LIMIT:  # if csv.field_size_limit was raised
             raise ValueError(
                 f"{path}: line {start}: a field is longer than {FIELD_LIMIT} characters"
             )
-        if any(cell.strip() for cell in row):
+        if any(map(str.strip, row)):
             return start, row
 
 
@@ -757,11 +761,12 @@ def _check_header(names: list[str], path, line: int) -> None:
 
 
 # ---------------------------------------------------------------------- columnar
-def _read_columnar(fh, path, names, out: _Outcomes, offset: int, line: int):
-    """Read blocks of plain rows with pyarrow from ``offset`` (just after line ``line``).
+def _read_body(fh, path, names, out: _Outcomes, offset: int, line: int) -> None:
+    """Read the rows from ``offset`` (just after line ``line``) to the end of the file.
 
-    Returns None when the whole file was read, else ``(offset, line)`` of the first block
-    that must be read line by line.
+    Blocks of plain rows go through pyarrow. A block it cannot read exactly is retried in
+    small blocks, and a small one that fails is read line by line (which names the line of
+    an error); blocks then grow again, doubling, after each block pyarrow read.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -771,26 +776,42 @@ def _read_columnar(fh, path, names, out: _Outcomes, offset: int, line: int):
         "read_options": pacsv.ReadOptions(column_names=cols, use_threads=True),
         "convert_options": pacsv.ConvertOptions(column_types=dict.fromkeys(cols, pa.int64())),
     }
-    start = offset
-    fh.seek(offset)
-    rest = b""
+    size, mark = _BLOCK, (offset, line)  # mark: a byte offset whose line number is known
     while True:
-        chunk = fh.read(_BLOCK)
-        buf = rest + chunk if rest else chunk
-        if not chunk:
-            block, rest = buf, b""
-        else:
-            cut = buf.rfind(b"\n") + 1
-            if cut == 0:  # a line longer than a block
-                return offset, line + _count_lines(fh, start, offset)
-            block, rest = buf[:cut], buf[cut:]
-        if block:
-            arrays = _parse_block(block, options, pa, pacsv)
-            if arrays is None or not _take_block(arrays, names, out):
-                return offset, line + _count_lines(fh, start, offset)
-            offset += len(block)
-        if not chunk:
-            return None
+        block, eof = _read_block(fh, offset, size)
+        if block is not None:
+            batches = _parse_block(block, options, pa, pacsv)
+            if batches is not None and _take_block(batches, names, out):
+                if eof:
+                    return
+                offset, size = offset + len(block), min(2 * size, _BLOCK)
+                continue
+        if size > _SMALL_BLOCK:
+            size = _SMALL_BLOCK
+            continue
+        line = mark[1] + _count_lines(fh, mark[0], offset)
+        until = offset + (len(block) if block else 1)
+        mark = _read_rows(fh, path, names, out, offset, line, until)
+        if mark is None:
+            return
+        offset = mark[0]
+
+
+def _read_block(fh, offset: int, size: int) -> tuple[bytes | None, bool]:
+    """Whole lines from ``offset``, at most ``size`` bytes, and whether the file ends there.
+
+    None for the block when a line is longer than ``size``.
+    """
+    fh.seek(offset)
+    parts, got = [], 0
+    while got < size and (chunk := fh.read(size - got)):
+        parts.append(chunk)
+        got += len(chunk)
+    buf = b"".join(parts)
+    if got < size:
+        return buf, True
+    cut = buf.rfind(b"\n") + 1
+    return (buf[:cut], False) if cut else (None, False)
 
 
 def _count_lines(fh, start: int, end: int) -> int:
@@ -856,27 +877,38 @@ def _take_block(batches: list[list[np.ndarray]], names: list[str], out: _Outcome
 
 
 # ---------------------------------------------------------------------- line by line
-def _read_rows(fh, path, names, out: _Outcomes, offset: int, line: int) -> None:
-    """Read, check and add every row from ``offset`` (just after line ``line``) on."""
+def _read_rows(fh, path, names, out: _Outcomes, offset: int, line: int, until: int):
+    """Read, check and add rows from ``offset`` (just after line ``line``) on.
+
+    Stops at the end of the file (returns None) or after the first row ending at or past
+    byte ``until`` (returns the offset and line number there).
+    """
     lines = _Lines(fh, path, offset, line)
     reader = csv.reader(lines)
-    has_count = "count" in names
+    width, has_count = len(names), "count" in names
+    hi, ti = names.index("heads"), names.index("trials")
+    ci = names.index("count") if has_count else None
     rows: list[tuple[int, int, int]] = []
-    while (found := _next_row(reader, lines, path)) is not None:
-        number, row = found
-        if len(row) != len(names):
-            raise ValueError(f"{path}: line {number}: expected {len(names)} values, got {len(row)}")
-        value = {
-            name: _parse_cell(cell, name, path, number)
-            for name, cell in zip(names, row, strict=True)
-        }
-        h, t, c = value["heads"], value["trials"], value.get("count", 1)
-        _check_row(h, t, c, out.total + c, path, number)
-        out.total += c
-        rows.append((h, t, c))
-        if len(rows) == _FLUSH:
-            _flush(rows, has_count, out)
-    _flush(rows, has_count, out)
+    try:
+        while lines.offset < until:
+            found = _next_row(reader, lines, path)
+            if found is None:
+                return None
+            number, row = found
+            if len(row) != width:
+                raise ValueError(f"{path}: line {number}: expected {width} values, got {len(row)}")
+            value = [
+                _parse_cell(cell, name, path, number) for name, cell in zip(names, row, strict=True)
+            ]
+            h, t, c = value[hi], value[ti], 1 if ci is None else value[ci]
+            _check_row(h, t, c, out.total + c, path, number)
+            out.total += c
+            rows.append((h, t, c))
+            if len(rows) == _FLUSH:
+                _flush(rows, has_count, out)
+        return lines.offset, lines.line
+    finally:
+        _flush(rows, has_count, out)
 
 
 def _flush(rows: list, has_count: bool, out: _Outcomes) -> None:
@@ -887,6 +919,8 @@ def _flush(rows: list, has_count: bool, out: _Outcomes) -> None:
 
 
 def _parse_cell(text: str, name: str, path, line: int) -> int:
+    if text.isdigit() and text.isascii() and len(text) <= 30:  # most cells: plain digits
+        return int(text)
     try:
         value = _text_to_int(text)
     except _TooLarge:

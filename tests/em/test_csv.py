@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import em.data
 from em import BinomialData, load_data
@@ -39,19 +41,20 @@ def same(a, b):
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    """Blocks of 64 bytes, so a small file crosses many blocks."""
-    monkeypatch.setattr(em.data, "_BLOCK", 64)
+    """Blocks of 256 bytes, 32 after a failure, so a small file crosses many blocks."""
+    monkeypatch.setattr(em.data, "_BLOCK", 256)
+    monkeypatch.setattr(em.data, "_SMALL_BLOCK", 32)
 
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Which reader read which rows: the line-by-line reader records its first line."""
+    """Which rows were read line by line: the first line of every such stretch."""
     seen = []
     original = em.data._read_rows
 
-    def spy(fh, path, names, out, offset, line):
+    def spy(fh, path, names, out, offset, line, until):
         seen.append(line + 1)
-        return original(fh, path, names, out, offset, line)
+        return original(fh, path, names, out, offset, line, until)
 
     monkeypatch.setattr(em.data, "_read_rows", spy)
     return seen
@@ -76,9 +79,23 @@ def test_other_rows_fall_back_from_their_block_and_give_the_same_data(
     text = "\ufeffheads,trials\r\n" + "".join(lines[:100]) + "\n" + "".join(lines[100:])
     path = write(tmp_path, text)
     data = load_data(path)
-    assert len(calls) == 1 and 100 < calls[0] <= 203  # from the block holding line 203
+    assert len(calls) == 1 and 196 <= calls[0] <= 203  # the small block holding line 203
     assert same(data, BinomialData.from_sequences(heads, 10))
     assert same(data, reference(path))
+
+
+def test_spaces_and_tabs_around_values_stay_columnar(tmp_path, small_blocks, calls):
+    path = write(tmp_path, "heads , trials\n 3 ,\t10\n4,10 \n")
+    assert load_data(path).heads.tolist() == [3, 4] and calls == []
+
+
+def test_a_bad_row_deep_in_a_big_file_is_found_fast(tmp_path, rng, calls):
+    """Only the small block around the bad row is read line by line."""
+    heads = rng.binomial(10, 0.4, size=400_000)
+    text = "heads,trials\n" + "".join(f"{h},10\n" for h in heads) + "11,10\n"
+    with pytest.raises(ValueError, match="line 400002: heads = 11 exceeds trials = 10"):
+        load_data(write(tmp_path, text))
+    assert len(calls) == 1 and calls[0] > 400_002 - em.data._SMALL_BLOCK // 4
 
 
 @pytest.mark.parametrize(
@@ -235,3 +252,55 @@ def test_running_out_of_memory_while_reading_is_a_value_error(tmp_path, monkeypa
     monkeypatch.setattr(em.data, "_read_csv", boom)
     with pytest.raises(ValueError, match="DATA: not enough memory to read"):
         load_data(write(tmp_path, "heads,trials\n3,10\n"))
+
+
+# ----------------------------------------------------------------------- property
+CELL_STYLES = [
+    "{}",
+    " {} ",
+    "\t{}",
+    '"{}"',
+    "{}.0",
+    "+{}",
+    "{}e0",
+]
+
+
+@st.composite
+def csv_files(draw):
+    with_count = draw(st.booleans())
+    n = draw(st.integers(1, 60))
+    rows, lines = [], []
+    for _ in range(n):
+        t = draw(st.integers(1, 40))
+        h = draw(st.integers(0, t))
+        c = draw(st.integers(0, 5)) if with_count else 1
+        cells = [h, t, c] if with_count else [h, t]
+        styled = [draw(st.sampled_from(CELL_STYLES)).format(x) for x in cells]
+        lines.append(",".join(styled))
+        if draw(st.integers(0, 9)) == 0:
+            lines.append(draw(st.sampled_from(["", " ", ",", " , "])))  # blank rows
+        rows.append((h, t, c))
+    eol = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    header = "heads,trials,count" if with_count else "heads,trials"
+    text = header + eol + eol.join(lines) + draw(st.sampled_from([eol, ""]))
+    if not any(c for _, _, c in rows):
+        rows[0] = rows[0][:2] + (1,)
+        text = header + eol + f"{rows[0][0]},{rows[0][1]},1" + eol + eol.join(lines)
+    return text, rows
+
+
+@settings(max_examples=150, deadline=None)
+@given(csv_files(), st.sampled_from([(16, 8), (64, 16), (1 << 24, 1 << 16)]))
+def test_any_mix_of_formats_reads_as_the_csv_module_does(tmp_path_factory, file, blocks):
+    text, rows = file
+    path = tmp_path_factory.mktemp("csv") / "data.csv"
+    path.write_text(text, newline="")
+    old = em.data._BLOCK, em.data._SMALL_BLOCK
+    em.data._BLOCK, em.data._SMALL_BLOCK = blocks
+    try:
+        data = load_data(path)
+    finally:
+        em.data._BLOCK, em.data._SMALL_BLOCK = old
+    h, t, c = (np.array(x) for x in zip(*rows, strict=True))
+    assert same(data, BinomialData.from_counts(h, t, c))
