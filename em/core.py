@@ -84,6 +84,19 @@ class MixtureParams:
         )
 
     @classmethod
+    def unchecked(cls, weights, p) -> MixtureParams:
+        """Hold any numbers as parameters, unchecked (copied to read-only float64 arrays).
+
+        For a caller that must keep what may not be a mixture, e.g. a student's EM step being
+        graded; what :mod:`em.core` computes from such parameters is not checked either.
+        Everything else should use the checked constructor ``MixtureParams(weights, p)``.
+        """
+        arrays = [np.array(x, dtype=np.float64) for x in (weights, p)]
+        for arr in arrays:
+            arr.flags.writeable = False
+        return cls._trusted(*arrays)
+
+    @classmethod
     def _trusted(cls, weights: np.ndarray, p: np.ndarray) -> MixtureParams:
         """Wrap float64 arrays this package has just computed, without copying or checking."""
         self = object.__new__(cls)

@@ -538,9 +538,9 @@ def load_data(spec: str | os.PathLike) -> BinomialData:
     ``heads,trials,count`` (distinct outcomes with multiplicities), in any column order,
     UTF-8 with or without a byte-order mark. Cells are plain decimal integers (``12``,
     ``12.0`` and ``1.2e1`` too; not ``1_2``). Blocks of plain rows are read by pyarrow's
-    columnar CSV reader and compressed as they come; from the first block that holds
-    anything else (spaces, quotes, decimals, a bad row), the file is read line by line, so
-    every error names its line.
+    columnar CSV reader and compressed as they come; only small blocks around other rows
+    (quotes, decimals, lone CR line ends, a bad row) are read line by line, by Python's csv
+    module, which gives the same numbers and names the line of an error.
 
     Raises
     ------

@@ -246,3 +246,13 @@ def test_em_loop_checks_parameters_once_per_run_not_per_iteration(monkeypatch):
         counts.append((run.n_iter, len(calls)))
     assert counts[0][0] == 3 and counts[1][0] > 10  # the chapter takes 39 iterations
     assert counts[0][1] == counts[1][1] <= 5
+
+
+def test_unchecked_parameters_hold_anything_on_request():
+    """For callers that must keep what is not a mixture (grading a student's step)."""
+    w = np.array([5.0, 5.0])
+    params = MixtureParams.unchecked(w, [0.3, 1.2])
+    assert params.weights.tolist() == [5.0, 5.0] and params.p.tolist() == [0.3, 1.2]
+    assert not params.weights.flags.writeable and w.flags.writeable  # a copy
+    with pytest.raises(ValueError, match="weights must sum to 1"):
+        MixtureParams(params.weights, [0.3, 0.5])
