@@ -11,8 +11,8 @@ Both call the same fit, so the ratios are about reading. For each, the wall time
 peak resident memory of the process (``os.wait4``'s ru_maxrss) over several repeats,
 interleaved, after one untimed run of each (to warm the page cache); best and median.
 Targets: ``em fit`` takes at most 2x the time and 1.5x the memory of the script. The
-script's ``to_numpy`` imports pandas; a third line, for information, reads the columns
-from their Arrow buffers instead (no pandas), a tighter floor.
+script's ``to_numpy`` imports pandas; a third line, for information, takes the columns
+straight out of their Arrow buffers (no pandas), a tighter floor.
 
 Run: ``.venv/bin/python benchmarks/bench_csv.py [--rows N] [--repeats R] [--quick]``.
 """

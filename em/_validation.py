@@ -44,6 +44,9 @@ BYTES_PER_CELL = 48
 #: Mixture weights must sum to 1 within this (float rounding, not approximation).
 WEIGHT_SUM_ATOL = 1e-9
 
+# ufunc reductions called directly (the ndarray methods add a Python-level wrapper).
+_amin, _amax, _sum = np.minimum.reduce, np.maximum.reduce, np.add.reduce
+
 # Plain decimal numbers only (ASCII digits; no underscores, hexadecimal, "nan" or "inf"),
 # which Python's int() and float() would also accept.
 _INT_RE = re.compile(r"[+-]?[0-9]+")
@@ -249,7 +252,7 @@ def _param_array(value, name: str) -> np.ndarray:
         arr = np.asarray(value)
         if arr.dtype.kind not in "biuf" and arr.dtype != object:
             raise TypeError
-        return np.array(arr, dtype=np.float64)
+        return arr.astype(np.float64)  # a copy, always
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be an array of numbers, got {_fmt(value)}") from None
 
@@ -266,23 +269,33 @@ def check_mixture(weights, p) -> tuple[np.ndarray, np.ndarray]:
             "weights and p must have one shape (..., K) with K >= 1 components, "
             f"got {w.shape} and {q.shape}"
         )
-    bad = ~((q >= 0.0) & (q <= 1.0))  # NaN too
+    # Whole-array reductions first (a NaN fails every comparison); the element is found
+    # only for the message.
+    total = _sum(w, axis=-1)
+    if not (
+        _amin(q, axis=None) >= 0.0
+        and _amax(q, axis=None) <= 1.0
+        and _amin(w, axis=None) >= 0.0
+        and _amax(np.abs(total - 1.0), axis=None) <= WEIGHT_SUM_ATOL
+    ):
+        _mixture_error(w, q, total)
+    return w, q
+
+
+def _mixture_error(w: np.ndarray, q: np.ndarray, total: np.ndarray):
+    bad = ~((q >= 0.0) & (q <= 1.0))
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(f"p{_index(i, q.shape)} = {float(q.flat[i])!r} is outside [0, 1]")
-    bad = ~((w >= 0.0) & (w < np.inf))  # NaN too
+    bad = ~((w >= 0.0) & (w < np.inf))
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(f"weights{_index(i, w.shape)} = {float(w.flat[i])!r} is not a number >= 0")
-    total = w.sum(axis=-1)
-    bad = np.abs(total - 1.0) > WEIGHT_SUM_ATOL
-    if np.any(bad):
-        i = int(np.argmax(bad))
-        where = "" if total.ndim == 0 else f" for weights{_index(i, total.shape)[:-1]}, :]"
-        raise ValueError(
-            f"weights must sum to 1 over the components, got {float(total.flat[i])!r}{where}"
-        )
-    return w, q
+    i = int(np.argmax(~(np.abs(total - 1.0) <= WEIGHT_SUM_ATOL)))
+    where = "" if total.ndim == 0 else f" for weights{_index(i, total.shape)[:-1]}, :]"
+    raise ValueError(
+        f"weights must sum to 1 over the components, got {float(total.flat[i])!r}{where}"
+    )
 
 
 def _is_numeric(value) -> bool:
