@@ -56,7 +56,7 @@ _LIMITS = {"heads": _TRIALS_LIMIT, "trials": _TRIALS_LIMIT, "counts": _COUNT_LIM
 _MAX_BINCOUNT_BINS = 1 << 24
 # Heads against one number of trials are tallied in chunks this long (cache-sized): each
 # chunk's maximum is checked before np.bincount sizes its output by it.
-_CHUNK = 1 << 16
+_CHUNK = 1 << 17
 
 _min, _max = np.minimum.reduce, np.maximum.reduce
 
@@ -412,9 +412,13 @@ def _tally(h: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     tally = np.zeros(n + 1, dtype=np.int64)
     for start in range(0, h.size, _CHUNK):
         part = h[start : start + _CHUNK]
-        if _max(part) > n or _min(part) < 0:
+        if _max(part) > n:
             _check_heads(part, n, start)
-        counts = np.bincount(part)
+        try:
+            counts = np.bincount(part)
+        except ValueError:  # a negative value
+            _check_heads(part, n, start)
+            raise
         tally[: counts.size] += counts
     outcomes = np.flatnonzero(tally)
     return outcomes, tally[outcomes]
