@@ -245,7 +245,7 @@ def match_slip(heads, trials, init: MixtureParams, w, p, keys=None) -> Slip | No
         return None
     for key in keys or SLIPS:
         if key == "weights_divided":
-            found = _weights_divided(w, p, MixtureParams(ref_w, ref_p), len(heads))
+            found = _weights_divided(w, p, MixtureParams.unchecked(ref_w, ref_p), len(heads))
         elif key == "wrong_axis":  # the column sums of column-normalised posteriors are 1
             k = len(w)
             found = SLIPS[key] if _close(w, 1 / k) and not _close(ref_w, 1 / k) else None
@@ -850,7 +850,7 @@ def _probe_trials(runner: _Runner, ds: _DataSet, reply: _Reply) -> Slip | None:
 def _iterate(runner: _Runner, ds: _DataSet, w, p, ref: MixtureParams) -> list[CheckResult]:
     """Iterations 2..50 from the function's own first step, beside the reference path."""
     data = ds.data
-    own = MixtureParams(w, p)
+    own = MixtureParams.unchecked(w, p)
     worst = float(np.max(np.abs(np.r_[w - ref.weights, p - ref.p])))
     prev = _safe_log_likelihood(data, ds.init)
     fell = None
@@ -868,7 +868,7 @@ def _iterate(runner: _Runner, ds: _DataSet, w, p, ref: MixtureParams) -> list[Ch
                     )
                 ]
             ref = _reference(data, ref)  # only now: never held while the function runs
-            own = MixtureParams(w, p)
+            own = MixtureParams.unchecked(w, p)
             worst = max(worst, float(np.max(np.abs(np.r_[w - ref.weights, p - ref.p]))))
         ll = _safe_log_likelihood(data, own)
         if fell is None and not ll >= prev - 1e-9 * max(1.0, abs(prev)):

@@ -1,7 +1,8 @@
 """Command line: ``python -m em chapter`` and ``python -m em fit DATA --components K``.
 
 Exit status 0 on success, 2 on bad input (one line on stderr naming the argument or the
-row), 1 if the EM invariant breaks (a bug, reported in one line too).
+row), 1 if the EM invariant breaks (a bug, reported in one line too), 130 when
+interrupted (Ctrl-C), without a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import math
 import sys
 
 from em import _validation as v
-from em.chapter import render_chapter
 from em.data import load_data
 from em.fitting import METHODS, EMInvariantError, FitResult, fit_data
 from em.selection import parse_components, select_components
@@ -79,19 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _int(text: str, name: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {text!r}") from None
-    return v.check_positive_int(value, name, minimum=minimum)
+    return v.parse_int(text, name, minimum)
 
 
 def _float(text: str, name: str) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {text!r}") from None
-    return v.check_tol(value, name)
+    return v.check_tol(v.parse_float(text, name), name)
 
 
 def _options(args, k: int) -> dict:
@@ -208,11 +200,21 @@ def _select(data, ks, opts, as_json: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
+    """Run the CLI; returns the exit status (130 when interrupted by Ctrl-C, SIGINT)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if args.command == "chapter":
+            from em.chapter import render_chapter  # scipy.stats: a second, only here
+
             text = render_chapter(
                 tol=_float(args.tol, "--tol"), max_iter=_int(args.max_iter, "--max-iter", 0)
             )
@@ -225,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise ValueError(f"{flag} needs a single --components K, not a range")
         opts = [_options(args, k) for k in ks]
         data = load_data(args.data)
+        v.check_n_components(max(ks), data, "--components")  # K is bounded by the data
         if len(ks) > 1:
             return _select(data, ks, opts[0], args.json)
         res = fit_data(data, **opts[0])

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import gammaln, xlogy
 
+from em import _validation as v
 from em.data import BinomialData
 
 __all__ = [
@@ -52,14 +53,21 @@ class MixtureParams:
 
     Leading dimensions, if any, index a batch of parameter sets (e.g. one per restart);
     every function of :mod:`em.core` carries them through.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument and the element: shapes that differ, a p outside [0, 1] or
+        NaN, a negative or non-finite weight, weights of a parameter set that do not sum
+        to 1 (within float rounding, ``WEIGHT_SUM_ATOL``), or a masked array with masked
+        values.
     """
 
     weights: np.ndarray
     p: np.ndarray
 
     def __post_init__(self):
-        for name in ("weights", "p"):
-            arr = np.array(getattr(self, name), dtype=np.float64)
+        for name, arr in zip(("weights", "p"), v.check_mixture(self.weights, self.p), strict=True):
             arr.flags.writeable = False
             object.__setattr__(self, name, arr)
 
@@ -76,8 +84,21 @@ class MixtureParams:
         )
 
     @classmethod
+    def unchecked(cls, weights, p) -> MixtureParams:
+        """Hold any numbers as parameters, unchecked (copied to read-only float64 arrays).
+
+        For a caller that must keep what may not be a mixture, e.g. a student's EM step being
+        graded; what :mod:`em.core` computes from such parameters is not checked either.
+        Everything else should use the checked constructor ``MixtureParams(weights, p)``.
+        """
+        arrays = [np.array(x, dtype=np.float64) for x in (weights, p)]
+        for arr in arrays:
+            arr.flags.writeable = False
+        return cls._trusted(*arrays)
+
+    @classmethod
     def _trusted(cls, weights: np.ndarray, p: np.ndarray) -> MixtureParams:
-        """Wrap float64 arrays this package has just computed, without copying them."""
+        """Wrap float64 arrays this package has just computed, without copying or checking."""
         self = object.__new__(cls)
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "p", p)

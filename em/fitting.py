@@ -1057,7 +1057,7 @@ def fit_data(
 
     See :func:`fit` for the parameters; this takes a :class:`BinomialData`.
     """
-    k = v.check_n_components(n_components)
+    k = v.check_n_components(n_components, data)
     restarts = v.check_positive_int(restarts, "restarts", minimum=0)
     max_iter = v.check_positive_int(max_iter, "max_iter", minimum=0)
     tol = v.check_tol(tol)

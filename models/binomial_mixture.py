@@ -47,6 +47,8 @@ __all__ = [
 _PY_MODE = pytensor.compile.mode.Mode(linker="py", optimizer="fast_run")
 # Above this many numbers, a per-draw derived array is summarised by its mean only.
 _MAX_DERIVED = 20_000_000
+# Largest count the float64 count data hold exactly (em's MAX_SEQUENCES; not imported).
+_MAX_COUNT = 2**53 - 1
 
 
 def check_prior(prior_weights, prior_p, k: int) -> tuple[np.ndarray, float, float]:
@@ -66,6 +68,18 @@ def check_prior(prior_weights, prior_p, k: int) -> tuple[np.ndarray, float, floa
     if not (math.isfinite(a) and math.isfinite(b)) or a <= 0 or b <= 0:
         raise ValueError(f"prior_p: Beta parameters must be > 0, got a={a:g}, b={b:g}")
     return alpha, a, b
+
+
+def _counts_data(counts: np.ndarray) -> np.ndarray:
+    """Counts as the model stores them: float64, which holds every count exactly.
+
+    ``pm.Data`` would store an integer array as int32 (PyMC's ``intX``), wrapping counts of
+    2^31 and more; float64 is exact up to 2^53 - 1, the most sequences ``em`` accepts.
+    """
+    if counts.size and counts.max() > _MAX_COUNT:
+        i = int(np.argmax(counts > _MAX_COUNT))
+        raise ValueError(f"counts[{i}] = {counts[i]} exceeds 2^53 - 1, the largest exact count")
+    return counts.astype(np.float64)
 
 
 def _positive_int(value, name: str, minimum: int) -> int:
@@ -208,7 +222,7 @@ class MixtureModel:
                 **extra,
             )
             trials_data = pm.Data("trials", trials, dims=OUTCOME)
-            counts_data = pm.Data("counts", counts, dims=OUTCOME)
+            counts_data = pm.Data("counts", _counts_data(counts), dims=OUTCOME)
             pm.CustomDist(
                 "heads",
                 w,
@@ -234,10 +248,11 @@ class MixtureModel:
             raise ValueError(
                 f"counts must be {self.counts.size} integers >= 0, got shape {counts.shape}"
             )
+        values = _counts_data(counts)
         self.counts = counts
-        self.model.set_data("counts", counts)
+        self.model.set_data("counts", values)
         if "_constrained" in self.__dict__:  # a clone of the model, with its own data
-            self._constrained.set_data("counts", counts)
+            self._constrained.set_data("counts", values)
 
     # ------------------------------------------------------------------ densities
     @cached_property

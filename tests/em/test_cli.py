@@ -1,11 +1,16 @@
 """``python -m em``: output, JSON keys and one-line errors with exit status 2."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
+import em.cli
 from em.cli import main
 
 
@@ -174,3 +179,99 @@ def test_module_entry_point_exit_status_and_no_traceback(tmp_path):
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().count("\n") == 0
+
+
+# ----------------------------------------------------------------------- hostile input
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fit", "chapter", "--components", "2", "--restarts", "1_0"], "--restarts must be an"),
+        (["fit", "chapter", "--components", "2", "--seed", "0x1"], "--seed must be an integer"),
+        (["fit", "chapter", "--components", "2", "--max-iter", "\u0663"], "--max-iter must be"),
+        (["fit", "chapter", "--components", "2", "--tol", "1_0"], "--tol must be a number"),
+        (["fit", "chapter", "--components", "2", "--tol", "nan"], "--tol must be a number"),
+        (["fit", "chapter", "--components", "2", "--init-p", "0.5,0_5"], "comma-separated"),
+        (["fit", "chapter", "--components", "2", "--init-p", "0.5,nan"], "must be finite"),
+        (["fit", "/dev/null", "--components", "2"], "'/dev/null' is a character device"),
+        (["fit", "chapter", "--components", "1000000"], "--components must be at most 10"),
+    ],
+)
+def test_hostile_arguments_are_one_line_and_status_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: ") and message in err, err
+
+
+def test_plain_integer_flags_still_work(capsys):
+    code, out, _ = run(capsys, "fit", "chapter", "--components", "2", "--restarts", "+3")
+    assert code == 0 and "3 runs" in out
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("1,4000000000\n2,10\n3,10\n", "line 2: trials = 4000000000 exceeds"),
+        ("1,100000000000\n2,10\n12,10\n", "line 2: trials = 100000000000 exceeds"),
+        ("2,10\n12,10\n1,1e11\n", "line 3: heads = 12 exceeds trials = 10"),
+        ("5_0,100\n", "line 2: heads = '5_0' is not a non-negative integer"),
+    ],
+)
+def test_large_and_odd_values_in_a_file(capsys, tmp_path, rows, message):
+    path = tmp_path / "big.csv"
+    path.write_text("heads,trials\n" + rows)
+    code, out, err = run(capsys, "fit", str(path), "--components", "2")
+    assert code == 2 and out == "" and err.startswith(f"error: {path}: {message}")
+    assert err.count("\n") == 1
+
+
+def test_count_near_2_63_is_refused_up_front(capsys, tmp_path):
+    """It used to exit 1 with 'internal error: EM objective decreased'."""
+    path = tmp_path / "c.csv"
+    path.write_text(f"heads,trials,count\n3,10,{2**63 - 1}\n4,10,5\n")
+    code, _, err = run(capsys, "fit", str(path), "--components", "2")
+    assert code == 2 and "line 2: count = 9223372036854775807 exceeds" in err
+
+
+def test_excel_csv_with_a_byte_order_mark(capsys, tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfheads,trials\r\n3,10\r\n5,10\r\n")
+    code, out, _ = run(capsys, "fit", str(path), "--components", "1")
+    assert code == 0 and "2 sequences" in out
+
+
+# ----------------------------------------------------------------------- Ctrl-C
+def test_keyboard_interrupt_is_status_130_and_one_line(capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(em.cli, "fit_data", interrupted)
+    code, out, err = run(capsys, "fit", "chapter", "--components", "2")
+    assert (code, out, err) == (130, "", "interrupted\n")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc")
+def test_sigint_during_python_m_em_exits_130_without_a_traceback(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("heads,trials\n3,10\n5,10\n7,10\n2,10\n")
+    argv = [sys.executable, "-m", "em", "fit", str(path), "--components", "3"]
+    # a fit that runs for minutes: the interrupt must arrive while it runs
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # child: SIG_DFL
+    try:
+        proc = subprocess.Popen(
+            argv + ["--restarts", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        # em imports pyarrow inside load_data: once it is mapped, main() is running
+        deadline = time.monotonic() + 120
+        while "libarrow" not in Path(f"/proc/{proc.pid}/maps").read_text():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and out == b"" and err == b"interrupted\n"

@@ -170,3 +170,89 @@ def test_reordering_data_and_relabelling_components_change_nothing(problem, rnd)
     assert b.log_likelihood == pytest.approx(a.log_likelihood, rel=1e-12)
     np.testing.assert_allclose(b.resp, a.resp[:, perm], rtol=1e-10, atol=1e-300)
     np.testing.assert_allclose(b.expected_counts, a.expected_counts[perm], rtol=1e-10)
+
+
+# ----------------------------------------------------------------------- parameters are checked
+@pytest.mark.parametrize(
+    ("weights", "p", "message"),
+    [
+        ([0.5, 0.5], [0.3, 1.2], r"p\[1\] = 1.2 is outside \[0, 1\]"),
+        ([0.5, 0.5], [0.3, np.nan], r"p\[1\] = nan is outside \[0, 1\]"),
+        ([0.5, 0.5], [-0.1, 0.5], r"p\[0\] = -0.1 is outside \[0, 1\]"),
+        ([5.0, 5.0], [0.3, 0.5], "weights must sum to 1 over the components, got 10.0"),
+        ([0.5, 0.49], [0.3, 0.5], "weights must sum to 1 over the components, got 0.99"),
+        ([1.5, -0.5], [0.3, 0.5], r"weights\[1\] = -0.5 is not a number >= 0"),
+        ([np.inf, 0.5], [0.3, 0.5], r"weights\[0\] = inf is not a number >= 0"),
+        ([0.5, 0.5], [0.3], r"one shape \(\.\.\., K\).*got \(2,\) and \(1,\)"),
+        ([], [], "K >= 1 components"),
+        (0.5, 0.5, "K >= 1 components"),
+        (["a", "b"], [0.3, 0.5], "weights must be an array of numbers"),
+        ([0.5, 0.5j], [0.3, 0.5], "weights must be an array of numbers"),
+        (np.ma.array([0.5, 0.5], mask=[0, 1]), [0.3, 0.5], "weights is a masked array with 1"),
+        ([0.5, 0.5], np.ma.masked_invalid([0.3, np.nan]), "p is a masked array with 1 masked"),
+    ],
+)
+def test_bad_parameters_are_value_errors_naming_the_argument(weights, p, message):
+    with pytest.raises(ValueError, match=message):
+        MixtureParams(weights, p)
+
+
+def test_e_step_never_sees_bad_parameters():
+    """Before: NaN arrays for p > 1 or NaN, and a log-likelihood of +9.69 for weights x 10."""
+    data = BinomialData.chapter()
+    with pytest.raises(ValueError, match="weights must sum to 1"):
+        e_step(data, MixtureParams([2.5, 5.0, 2.5], [0.4, 0.5, 0.65]))
+    with pytest.raises(ValueError, match=r"p\[2\] = 1.65 is outside"):
+        e_step(data, MixtureParams([0.25, 0.5, 0.25], [0.4, 0.5, 1.65]))
+
+
+def test_batches_and_float_rounding_pass(rng):
+    w = rng.dirichlet(np.ones(3), size=(4, 1000))  # one set per posterior draw
+    params = MixtureParams(w, rng.uniform(size=(4, 1000, 3)))
+    assert params.weights.shape == (4, 1000, 3) and not params.weights.flags.writeable
+    tenths = [0.1] * 10  # sums to 0.9999999999999999
+    assert MixtureParams(tenths, np.linspace(0, 1, 10)).n_components == 10
+    assert MixtureParams(np.ma.array([0.5, 0.5]), [0.0, 1.0]).p.tolist() == [0.0, 1.0]
+    w[2, 7] = [0.5, 0.5, 0.1]
+    with pytest.raises(ValueError, match=r"got 1.1 for weights\[2, 7, :\]"):
+        MixtureParams(w, np.full((4, 1000, 3), 0.5))
+
+
+def test_parameters_are_copied_not_frozen_in_place():
+    w = np.array([0.5, 0.5])
+    params = MixtureParams(w, [0.2, 0.8])
+    w[0] = 0.9  # the caller's array stays writeable and the parameters do not change
+    assert params.weights.tolist() == [0.5, 0.5]
+
+
+def test_em_loop_checks_parameters_once_per_run_not_per_iteration(monkeypatch):
+    """The loop builds parameters through MixtureParams._trusted, unchecked."""
+    import em._validation as v
+    from em.chapter import CHAPTER_INIT
+    from em.fitting import run_em
+
+    calls = []
+    original = v.check_mixture
+
+    def counting(weights, p):
+        calls.append(1)
+        return original(weights, p)
+
+    monkeypatch.setattr(v, "check_mixture", counting)
+    counts = []
+    for max_iter in (3, 1000):
+        calls.clear()
+        run = run_em(BinomialData.chapter(), CHAPTER_INIT, max_iter=max_iter, method="em")
+        counts.append((run.n_iter, len(calls)))
+    assert counts[0][0] == 3 and counts[1][0] > 10  # plain EM: about 40 iterations
+    assert counts[0][1] == counts[1][1] <= 5
+
+
+def test_unchecked_parameters_hold_anything_on_request():
+    """For callers that must keep what is not a mixture (grading a student's step)."""
+    w = np.array([5.0, 5.0])
+    params = MixtureParams.unchecked(w, [0.3, 1.2])
+    assert params.weights.tolist() == [5.0, 5.0] and params.p.tolist() == [0.3, 1.2]
+    assert not params.weights.flags.writeable and w.flags.writeable  # a copy
+    with pytest.raises(ValueError, match="weights must sum to 1"):
+        MixtureParams(params.weights, [0.3, 0.5])
