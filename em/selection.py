@@ -29,7 +29,10 @@ from em.core import MixtureParams, e_step
 from em.data import BinomialData
 from em.fitting import FitResult, fit_data, reduce_params
 
-__all__ = ["parse_components", "information_criteria", "select_components"]
+__all__ = ["parse_components", "information_criteria", "select_components", "MAX_RANGE"]
+
+#: Model selection fits every K of a range (and samples each in a report): at most this many.
+MAX_RANGE = 30
 
 
 def parse_components(text) -> list[int]:
@@ -41,6 +44,10 @@ def parse_components(text) -> list[int]:
         if lo < 1 or hi < lo:
             raise ValueError(
                 f"--components range must be LOW-HIGH with 1 <= LOW <= HIGH, got {s!r}"
+            )
+        if hi - lo + 1 > MAX_RANGE:
+            raise ValueError(
+                f"--components range must cover at most {MAX_RANGE} values of K, got {s!r}"
             )
         return list(range(lo, hi + 1))
     if re.fullmatch(r"\d+", s) and int(s) >= 1:

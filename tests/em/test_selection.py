@@ -125,3 +125,9 @@ def test_cli_range(capsys):
     assert set(res["preferred"]) == {"aic", "bic", "icl"}
     assert main(["fit", "chapter", "--components", "1-3", "--init-p", "0.5"]) == 2
     assert "--init-p needs a single --components K" in capsys.readouterr().err
+
+
+def test_a_huge_range_is_refused_before_it_is_built():
+    with pytest.raises(ValueError, match="at most 30 values of K"):
+        parse_components("1-1000000000000")
+    assert parse_components("2-31") == list(range(2, 32))
