@@ -137,7 +137,7 @@ def format_fit(res: FitResult) -> str:
     state = "converged" if res.converged else "NOT converged"
     lines.append(f"iterations      {res.n_iter} ({res.n_estep} E-steps), {state}")
     lines.append(
-        f"gap             {_gap(res.gap)} nats ({res.certificate.kind}: {res.certificate.detail})"
+        f"gap             {_gap(res.gap)} ({res.certificate.kind}: {res.certificate.detail})"
     )
     lines.append(
         f"runs converged  {res.n_converged} of {len(res.runs)}"
