@@ -116,9 +116,18 @@ def _check(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
+    """Run the CLI; returns the exit status (130 after Ctrl-C, with one line, no traceback)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     from compare.analysis import ReportOptions, validate_options
-    from compare.report import check_out_dir, write_report
+    from compare.output import check_out_dir
+    from compare.report import write_report
 
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -148,10 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         validate_options(opts)
         out = (
             Path(args.out)
-            if args.out
+            if args.out is not None
             else Path("reports") / (f"{Path(args.data).stem}-K{opts.components}")
         )
-        check_out_dir(out, args.force)
+        if args.out is not None and not args.out.strip():
+            raise ValueError("--out: the folder name is empty")
+        check_out_dir(out, args.force, inputs=[args.data])  # before the data are read
         data = load_data(args.data)
         # PyMC logs the sampler's progress; the report holds what matters.
         logging.getLogger("pymc").setLevel(logging.WARNING)

@@ -2,7 +2,7 @@
 
 Everything is written into a temporary folder beside DIR and moved into place at the
 end, so an interrupted run leaves no half report; a non-empty DIR is refused unless
-``force`` is given.
+``force`` is given, and ``force`` replaces only a report the suite wrote (compare/output.py).
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +20,7 @@ import numpy as np
 
 from compare import plots
 from compare.analysis import ReportOptions, run_analysis, run_selection, validate_options
+from compare.output import check_out_dir, staging
 from em import BinomialData, mixture_pmf
 from models import save_posterior
 
@@ -44,14 +42,6 @@ _PACKAGES = (
 )
 
 
-def check_out_dir(out: Path, force: bool) -> None:
-    """Refuse a non-empty DIR without --force (before any work is done)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {str(out)!r} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ValueError(f"--out: {str(out)!r} is not empty; give --force to replace its contents")
-
-
 def write_report(
     data: BinomialData,
     opts: ReportOptions,
@@ -68,11 +58,8 @@ def write_report(
     """
     out = Path(out)
     validate_options(opts)
-    check_out_dir(out, force)
     start = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staging(out, force=force, inputs=[data.source]) as tmp:  # compare/output.py
         if select and len(select) > 1:
             results, art = run_selection(data, opts, select)
         else:
@@ -99,10 +86,6 @@ def write_report(
             + ["manifest.json"],
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return results
 
 
@@ -111,17 +94,6 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        old.rmdir()
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 # ---------------------------------------------------------------------- figures
