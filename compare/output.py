@@ -42,7 +42,8 @@ __all__ = ["MARKER", "check_out_dir", "locked", "resolve_out", "show", "staging"
 
 MARKER = ".binomial-mixture-report"
 SUITE = "binomial-mixture-suite"
-# ".NAME.old-" or ".NAME.tmp-" (10 more bytes than NAME) and a pid (at most 7 digits).
+# ".NAME.probe-" (12 more bytes than NAME) and a pid (at most 7 digits) must fit; the
+# temporary ".NAME.tmp-PID" and ".NAME.old-PID" are shorter.
 NAME_ROOM = 17
 _LEGACY_SUFFIX = re.compile(r"[a-z0-9_]{8}")  # tempfile.mkdtemp's names, before the marker
 
@@ -165,16 +166,17 @@ def _check_creatable(target: Path, shown: str) -> None:
         here = here.parent
     if not here.is_dir():
         raise ValueError(f"--out: {shown} cannot be created: {str(here)!r} is a file, not a folder")
-    probe = here / f".{target.name}.tmp-{os.getpid()}"
+    probe = here / f".{target.name}.probe-{os.getpid()}"  # not a name recovery removes
     try:
         os.mkdir(probe)
-        os.rmdir(probe)
     except FileExistsError:
-        pass
+        return
     except OSError as exc:
         raise ValueError(
             f"--out: {shown} cannot be created: cannot write in {str(here)!r} ({exc.strerror})"
         ) from None
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(probe)
 
 
 def check_out_dir(out, force: bool = False, *, inputs: Iterable = ()) -> Path:
@@ -346,7 +348,7 @@ def _acquire(path: Path, shown: str) -> int:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as exc:
             raise ValueError(
-                f"--out: {shown} cannot be written: cannot write in "
+                f"--out: {shown} cannot be created: cannot write in "
                 f"{str(path.parent)!r} ({exc.strerror})"
             ) from None
         try:

@@ -13,11 +13,14 @@ of workers or on the order in which tasks finish.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -564,14 +567,32 @@ def _connect(scheduler: str | None, workers: int):
     from dask.distributed import Client, LocalCluster
 
     if not scheduler:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        with _workers_ignore_ctrl_c():
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
         return Client(cluster), cluster
     try:
         return Client(scheduler, timeout=SCHEDULER_TIMEOUT), None
     except (OSError, ValueError) as exc:  # TimeoutError is an OSError
         raise ValueError(f"--scheduler: cannot connect to {scheduler!r} ({exc})") from None
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Start worker processes with SIGINT ignored (inherited through exec).
+
+    Ctrl-C reaches every process of the terminal's group; the workers would print their own
+    tracebacks. The command stops them instead. Ctrl-C is ignored while they start.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run(spec: StudySpec, out: Path, client) -> None:
@@ -590,11 +611,13 @@ def _run(spec: StudySpec, out: Path, client) -> None:
     ]
     done = resumed
     _progress(done, total, start, resumed)
-    for fut in as_completed(futures):
-        _write_row(out, fut.result())
-        done += 1
-        _progress(done, total, start, resumed)
-    sys.stderr.write("\n")
+    try:
+        for fut in as_completed(futures):
+            _write_row(out, fut.result())
+            done += 1
+            _progress(done, total, start, resumed)
+    finally:
+        sys.stderr.write("\n")  # end the progress bar's line
 
 
 # ---------------------------------------------------------------------- the report
