@@ -89,10 +89,9 @@ def _study(args) -> int:
     workers = _int(args.workers, "--workers", 1)
     seed = None if args.seed is None else _int(args.seed, "--seed", 0)
     spec = load_spec(args.spec, seed=seed)
-    # Dask's log lines (worker processes read this when they start) stay off the terminal.
+    # Dask's log lines stay off the terminal: read when distributed is imported, here and in
+    # the worker processes (setLevel covers a distributed imported already).
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
-    import distributed  # noqa: F401 - it sets its loggers' levels on import: quieten them after
-
     logging.getLogger("distributed").setLevel(logging.ERROR)
     summary = run_study(spec, args.out, scheduler=args.scheduler, workers=workers)
     print(f"study written to {args.out}/ (study.md, study.html, summary.json, replicates/)")

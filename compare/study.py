@@ -449,6 +449,8 @@ def _check_study_state(spec: StudySpec, target: Path, shown: str) -> None:
         return
     names = {p.name for p in target.iterdir()}
     if not names & {SPEC_FILE, STUDY_FILE}:
+        if _only_preparation(spec, target, names):
+            return  # an empty replicates/: killed while preparing
         raise ValueError(f"--out: {shown} is not empty and holds no study; give another folder")
     stored, problem = _stored_digest(target)
     if stored is None:
