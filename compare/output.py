@@ -156,8 +156,10 @@ def _check_inputs(target: Path, shown: str, inputs: Iterable) -> None:
 def _check_creatable(target: Path, shown: str) -> None:
     """A folder that exists is writable; otherwise its nearest existing parent is."""
     if target.is_dir():
-        if not os.access(target, os.W_OK | os.X_OK):
+        if not os.access(target, os.W_OK):
             raise ValueError(f"--out: {shown} is not writable")
+        if not os.access(target, os.R_OK | os.X_OK):
+            raise ValueError(f"--out: {shown} is not readable")
         return
     if os.path.lexists(target):
         return  # a file: refused by check_contents, with its own message
@@ -301,7 +303,10 @@ def _ours(folder: Path) -> bool:
     """A leftover the suite wrote: it carries the marker (or a legacy manifest) or is empty."""
     if not folder.is_dir() or folder.is_symlink():
         return False
-    return _written(folder) is not None or not any(folder.iterdir())
+    try:
+        return _written(folder) is not None or not any(folder.iterdir())
+    except OSError:
+        return False
 
 
 def _remove(folder: Path) -> None:
@@ -348,8 +353,7 @@ def _acquire(path: Path, shown: str) -> int:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as exc:
             raise ValueError(
-                f"--out: {shown} cannot be created: cannot write in "
-                f"{str(path.parent)!r} ({exc.strerror})"
+                f"--out: {shown}: cannot write in {str(path.parent)!r} ({exc.strerror})"
             ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -371,17 +375,20 @@ def _leftovers(target: Path) -> tuple[list[Path], list[Path]]:
     """Old reports and temporary folders of ``target`` beside it, that the suite wrote."""
     olds, tmps = [], []
     prefix = f".{target.name}."
-    with os.scandir(target.parent) as entries:
-        for entry in entries:
-            if not entry.name.startswith(prefix):
-                continue
-            rest = entry.name[len(prefix) :]
-            if rest.startswith("old-") or (
-                rest.startswith("old.") and _LEGACY_SUFFIX.fullmatch(rest[4:])
-            ):
-                olds.append(Path(entry.path))
-            elif rest.startswith("tmp-") or _LEGACY_SUFFIX.fullmatch(rest):
-                tmps.append(Path(entry.path))
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return [], []
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        rest = entry.name[len(prefix) :]
+        if rest.startswith("old-") or (
+            rest.startswith("old.") and _LEGACY_SUFFIX.fullmatch(rest[4:])
+        ):
+            olds.append(Path(entry.path))
+        elif rest.startswith("tmp-") or _LEGACY_SUFFIX.fullmatch(rest):
+            tmps.append(Path(entry.path))
     return [p for p in olds if _ours(p)], [p for p in tmps if _ours(p)]
 
 

@@ -443,3 +443,19 @@ def test_ctrl_c_inside_a_finaliser_is_delivered_again(capsys, monkeypatch, tmp_p
     monkeypatch.setattr(report_mod, "write_report", analysis)
     code, out, err = run_cli(capsys, "chapter", "--components", "2", "--out", str(tmp_path / "r"))
     assert code == 130 and out == "" and err == "error: interrupted\n"
+
+
+def test_write_report_refuses_to_replace_the_folder_of_its_data(tmp_path, monkeypatch):
+    from compare.analysis import ReportOptions
+    from em import load_data
+
+    def analysis(*args, **kwargs):
+        raise AssertionError("the analysis ran")
+
+    monkeypatch.setattr(report_mod, "run_analysis", analysis)
+    fake_report(tmp_path / "rep")
+    csv = tmp_path / "rep" / "x.csv"
+    csv.write_text("heads,trials\n4,10\n")
+    with pytest.raises(ValueError, match=r"contains the input '.*rep/x.csv'; give another folder"):
+        report_mod.write_report(load_data(csv), ReportOptions(components=1), csv.parent, force=True)
+    assert csv.is_file()
