@@ -19,10 +19,12 @@ import json
 import math
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +36,8 @@ __all__ = ["StudySpec", "check_study_dir", "load_spec", "run_replicate", "run_st
 
 SPEC_FILE = "spec.toml"
 STUDY_FILE = "study.json"
-SCHEDULER_TIMEOUT = 5.0  # seconds to reach an existing --scheduler
+PROBE_TIMEOUT = 3.0  # seconds for the --scheduler's host to accept a TCP connection
+SCHEDULER_TIMEOUT = 3.0  # seconds for the Dask scheduler to answer then
 ROWS_DIR = "replicates"
 _FIT_DEFAULTS = {
     "components": None,
@@ -565,19 +568,72 @@ def _todo(spec: StudySpec, out: Path) -> list[tuple[int, int]]:
 
 
 def _connect(scheduler: str | None, workers: int):
-    """A client of ``scheduler`` (reached within SCHEDULER_TIMEOUT), else of a local cluster."""
+    """A client of ``scheduler`` (answering within seconds), else of a local cluster."""
+    if scheduler:
+        _probe(scheduler)  # before importing Dask: a refused port fails at once
+        return _client_within(scheduler, SCHEDULER_TIMEOUT), None
     from dask.distributed import Client, LocalCluster
 
-    if not scheduler:
-        with _workers_ignore_ctrl_c():
-            cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-            )
-        return Client(cluster), cluster
-    try:
-        return Client(scheduler, timeout=SCHEDULER_TIMEOUT), None
-    except (OSError, ValueError) as exc:  # TimeoutError is an OSError
+    with _workers_ignore_ctrl_c():
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    return Client(cluster), cluster
+
+
+def _client_within(scheduler: str, seconds: float):
+    """A Dask client of ``scheduler``, or a ValueError after ``seconds``.
+
+    Dask's own timeout covers connecting, not an endpoint that accepts the connection and
+    then says nothing (it waits for ever): the client is made in a thread, left behind if
+    it does not return in time.
+    """
+    from dask.distributed import Client
+
+    box: dict = {}
+
+    def connect():
+        try:
+            box["client"] = Client(scheduler, timeout=seconds)
+        except Exception as exc:  # noqa: BLE001 - reported below, in the calling thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, name="connect to --scheduler", daemon=True)
+    thread.start()
+    thread.join(seconds + 0.5)
+    if thread.is_alive():
+        raise ValueError(
+            f"--scheduler: {scheduler!r} accepts connections but does not answer as a Dask "
+            f"scheduler within {seconds:g} s"
+        )
+    exc = box.get("error")
+    if isinstance(exc, (OSError, ValueError)):  # TimeoutError is an OSError
         raise ValueError(f"--scheduler: cannot connect to {scheduler!r} ({exc})") from None
+    if exc is not None:  # e.g. another service on that port: Dask misreads its bytes
+        raise ValueError(
+            f"--scheduler: {scheduler!r} does not answer as a Dask scheduler ({type(exc).__name__})"
+        ) from None
+    return box["client"]
+
+
+def _probe(scheduler: str) -> None:
+    """Fail at once on a TCP address that refuses or does not answer.
+
+    Dask retries until its timeout whatever the error; a refused port fails here at once.
+    """
+    parts = urllib.parse.urlsplit(scheduler if "://" in scheduler else f"tcp://{scheduler}")
+    try:
+        port = parts.port
+    except ValueError:
+        return  # Dask's message says what is wrong with the address
+    if parts.scheme not in ("tcp", "tls", "ws", "wss") or not parts.hostname or port is None:
+        return
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT):
+            pass
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise ValueError(f"--scheduler: cannot reach {scheduler!r} ({why})") from None
 
 
 @contextlib.contextmanager

@@ -1,11 +1,13 @@
 """Simulation studies on Dask: a tiny study, resume, workers, bad SPECs."""
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -351,28 +353,51 @@ def test_one_study_at_a_time_writes_into_a_folder(spec_file, tmp_path, capsys, n
     assert code == 0 and sorted(os.listdir(tmp_path)) == ["s"]  # no lock file left
 
 
+def answer_garbage(server):
+    """Another service: it answers every connection with bytes that are not Dask's."""
+    with contextlib.suppress(OSError):
+        while True:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 4)
+
+
 @pytest.mark.parametrize(
-    ("address", "message"),
+    ("address", "message", "seconds"),
     [
-        ("tcp://127.0.0.1:{port}", "Timed out trying to connect"),
-        ("nonsense", "missing port number"),
-        ("foo://x:1", "unknown address scheme 'foo'"),
+        # refused or unknown: at once, before Dask is imported
+        ("tcp://127.0.0.1:{refusing}", "cannot reach 'tcp://127.0.0.1:", 5),
+        ("127.0.0.1:{refusing}", "(Connection refused)", 5),
+        ("tcp://no-such-host.invalid:8786", "cannot reach 'tcp://no-such-host.invalid:8786'", 5),
+        # a port that says nothing, or something else: Dask's import, then 3 s at most
+        ("tcp://127.0.0.1:{silent}", "does not answer as a Dask scheduler within 3 s", 10),
+        ("tcp://127.0.0.1:{other}", "does not answer as a Dask scheduler (", 10),
+        ("nonsense", "missing port number", 10),
+        ("foo://x:1", "unknown address scheme 'foo'", 10),
     ],
 )
 def test_an_unreachable_scheduler_is_one_line_within_10_s_and_leaves_nothing(
-    spec_file, tmp_path, capsys, address, message
+    spec_file, tmp_path, capsys, address, message, seconds
 ):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = tmp_path / "new" / "s"
-    start = time.monotonic()
-    code, _, err = study_cli(
-        capsys, str(spec_file), "--out", str(out), "--scheduler", address.format(port=port)
-    )
-    assert time.monotonic() - start < 10
-    assert code == 2 and err.count("\n") == 1 and "--scheduler: cannot connect" in err, err
-    assert message in err
+    with socket.socket() as refusing, socket.socket() as silent, socket.socket() as other:
+        refusing.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # accepts TCP connections, never answers Dask's handshake
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        threading.Thread(target=answer_garbage, args=(other,), daemon=True).start()
+        ports = {
+            name: sock.getsockname()[1]
+            for name, sock in (("refusing", refusing), ("silent", silent), ("other", other))
+        }
+        out = tmp_path / "new" / "s"
+        start = time.monotonic()
+        code, _, err = study_cli(
+            capsys, str(spec_file), "--out", str(out), "--scheduler", address.format(**ports)
+        )
+        assert time.monotonic() - start < seconds
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: --scheduler: "), err
+    assert message in err, err
     assert os.listdir(tmp_path) == []  # not even the parent folder
 
 
