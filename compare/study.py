@@ -576,7 +576,11 @@ def _connect(scheduler: str | None, workers: int):
 
     with _workers_ignore_ctrl_c():
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,  # no dashboard; its HTTP server (metrics) on a free port,
+            scheduler_kwargs={"dashboard_address": ":0"},  # not 8787 (a warning if taken)
         )
     return Client(cluster), cluster
 

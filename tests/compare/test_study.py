@@ -203,7 +203,11 @@ def test_an_existing_scheduler_gets_the_same_tasks(one_worker, spec_file, tmp_pa
     from dask.distributed import LocalCluster
 
     with LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},  # 8787 may be taken: a warning
     ) as cluster:
         out = tmp_path / "remote"
         assert (
