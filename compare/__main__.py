@@ -2,6 +2,10 @@
 
 import sys
 
-from compare.cli import main
+try:
+    from compare.cli import main
+except KeyboardInterrupt:  # Ctrl-C while PyMC is imported: no traceback either
+    print("error: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

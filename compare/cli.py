@@ -6,9 +6,14 @@ the data row.
 
 from __future__ import annotations
 
+import _thread
 import argparse
+import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from em import load_data, parse_components
@@ -92,6 +97,9 @@ def _study(args) -> int:
     workers = _int(args.workers, "--workers", 1)
     seed = None if args.seed is None else _int(args.seed, "--seed", 0)
     spec = load_spec(args.spec, seed=seed)
+    # Dask's log lines stay off the terminal: read when distributed is imported, here and in
+    # the worker processes (setLevel covers a distributed imported already).
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     logging.getLogger("distributed").setLevel(logging.ERROR)
     summary = run_study(spec, args.out, scheduler=args.scheduler, workers=workers)
     print(f"study written to {args.out}/ (study.md, study.html, summary.json, replicates/)")
@@ -129,10 +137,69 @@ def _check(args) -> int:
     return 0 if results and all(r.passed for r in results) else 1
 
 
+class _Interrupted(BaseException):
+    """Ctrl-C, raised as this rather than as a KeyboardInterrupt.
+
+    PyMC catches a KeyboardInterrupt while sampling, keeps the draws so far and carries
+    on: the report would be written from chains cut short.
+    """
+
+
+@contextlib.contextmanager
+def _ctrl_c():
+    """Within: SIGINT raises :class:`_Interrupted` in this process, wherever it lands.
+
+    Forked sampler processes get a KeyboardInterrupt, as PyMC expects there. One raised
+    inside a finalizer, where Python prints and drops it, is delivered again.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # e.g. a background job: keep so
+    ):
+        yield
+        return
+    pid = os.getpid()
+
+    def on_sigint(signum, frame):
+        if os.getpid() != pid:
+            raise KeyboardInterrupt
+        raise _Interrupted
+
+    def again():
+        if active:
+            _thread.interrupt_main(signal.SIGINT)
+
+    def unraisable(info):
+        if isinstance(info.exc_value, _Interrupted):  # again, once out of this hook
+            threading.Timer(0.05, again).start()
+        else:
+            hook(info)
+
+    active = [True]
+    hook, previous = sys.unraisablehook, signal.signal(signal.SIGINT, on_sigint)
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        active.clear()
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = hook
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
+    """Run the CLI; returns the exit status (130 after Ctrl-C, with one line, no traceback)."""
+    try:
+        with _ctrl_c():
+            return _main(argv)
+    except (KeyboardInterrupt, _Interrupted):
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     from compare.options import ReportOptions, validate_options
-    from compare.report import check_out_dir, write_report
+    from compare.output import check_out_dir
+    from compare.report import write_report
 
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -162,10 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         validate_options(opts)
         out = (
             Path(args.out)
-            if args.out
+            if args.out is not None
             else Path("reports") / (f"{Path(args.data).stem}-K{opts.components}")
         )
-        check_out_dir(out, args.force)
+        if args.out is not None and not args.out.strip():
+            raise ValueError("--out: the folder name is empty")
+        check_out_dir(out, args.force, inputs=[args.data])  # before the data are read
         data = load_data(args.data)
         # PyMC logs the sampler's progress; the report holds what matters.
         logging.getLogger("pymc").setLevel(logging.WARNING)

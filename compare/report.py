@@ -2,21 +2,19 @@
 
 Everything is written into a temporary folder beside DIR and moved into place at the
 end, so an interrupted run leaves no half report; a non-empty DIR is refused unless
-``force`` is given. Markdown and HTML are rendered from the same sections
-(:mod:`compare.sections`) through Jinja2 templates (``compare/templates``); the HTML is
-autoescaped and the Markdown has markup in data-derived text neutralised.
+``force`` is given, and ``force`` replaces only a report the suite wrote (compare/output.py).
+Markdown and HTML are rendered from the same sections (:mod:`compare.sections`) through
+Jinja2 templates (``compare/templates``); the HTML is autoescaped and the Markdown has
+markup in data-derived text neutralised.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import platform
 import re
-import shutil
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +27,7 @@ from compare.analysis import Analysis, run_analysis
 from compare.health import as_datatree
 from compare.landscape import landscape_figure, profile_landscapes
 from compare.options import ReportOptions, validate_options
+from compare.output import check_out_dir, staging
 from compare.sections import Untrusted, sections
 from compare.settings import CI_PROB
 from compare.stages.labels import annotate_posterior
@@ -55,14 +54,6 @@ _PACKAGES = (
 )
 
 
-def check_out_dir(out: Path, force: bool) -> None:
-    """Refuse a non-empty DIR without --force (before any work is done)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {str(out)!r} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ValueError(f"--out: {str(out)!r} is not empty; give --force to replace its contents")
-
-
 def write_report(
     data: BinomialData,
     opts: ReportOptions,
@@ -81,11 +72,8 @@ def write_report(
     """
     out = Path(out)
     validate_options(opts)
-    check_out_dir(out, force)
     start = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staging(out, force=force, inputs=[data.source]) as tmp:  # compare/output.py
         analysis = run_analysis(data, opts, select, user)
         results = analysis.to_dict()
         _write_folder(analysis, results, tmp, command)
@@ -102,10 +90,6 @@ def write_report(
             + ["manifest.json"],
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return results
 
 
@@ -127,17 +111,6 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        old.rmdir()
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 # ---------------------------------------------------------------------- figures

@@ -13,21 +13,31 @@ of workers or on the order in which tasks finish.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import signal
+import socket
 import sys
+import threading
 import time
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["StudySpec", "load_spec", "run_replicate", "run_study", "summarise"]
+from compare import output
+
+__all__ = ["StudySpec", "check_study_dir", "load_spec", "run_replicate", "run_study", "summarise"]
 
 SPEC_FILE = "spec.toml"
+STUDY_FILE = "study.json"
+PROBE_TIMEOUT = 3.0  # seconds for the --scheduler's host to accept a TCP connection
+SCHEDULER_TIMEOUT = 3.0  # seconds for the Dask scheduler to answer then
 ROWS_DIR = "replicates"
 _FIT_DEFAULTS = {
     "components": None,
@@ -111,6 +121,8 @@ def load_spec(path, seed: int | None = None) -> StudySpec:
         if key not in known:
             raise ValueError(f"{path}: unknown key {key!r} (expected {', '.join(sorted(known))})")
     fit = dict(_FIT_DEFAULTS)
+    if not isinstance(raw.get("fit", {}), dict):
+        raise ValueError(f"{path}: fit must be a table ([fit]), got {raw['fit']!r}")
     for key, value in raw.get("fit", {}).items():
         if key not in _FIT_DEFAULTS:
             raise ValueError(f"{path}: unknown key fit.{key}")
@@ -133,6 +145,8 @@ def load_spec(path, seed: int | None = None) -> StudySpec:
 
     for j, c in enumerate(cells_raw):
         where = f"{path}: cells[{j}]"
+        if not isinstance(c, dict):
+            raise ValueError(f"{where} must be a table ([[cells]]), got {c!r}")
         for key in c:
             if key not in {"name", "weights", "p", "trials", "n", "components"}:
                 raise ValueError(f"{where}: unknown key {key!r}")
@@ -145,9 +159,11 @@ def load_spec(path, seed: int | None = None) -> StudySpec:
             or not isinstance(p, list)
             or len(w) != len(p)
             or not w
-            or not all(isinstance(x, (int, float)) for x in w + p)
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in w + p)
         ):
             raise ValueError(f"{where}: weights and p must be lists of numbers of one length")
+        if not all(math.isfinite(x) for x in w + p):
+            raise ValueError(f"{where}: weights and p must be finite numbers, got {w} and {p}")
         if abs(sum(w) - 1) > 1e-9 or min(w) < 0:
             raise ValueError(f"{where}: weights must be >= 0 and sum to 1, got {w}")
         if min(p) < 0 or max(p) > 1:
@@ -398,24 +414,109 @@ def _write_row(out: Path, row: dict) -> None:
     os.replace(tmp, path)
 
 
-def _prepare(spec: StudySpec, out: Path) -> None:
-    """Create DIR, or check that the SPEC in it is this one (then resume)."""
-    spec_file = out / SPEC_FILE
-    if out.exists() and any(out.iterdir()):
-        if not spec_file.is_file():
-            raise ValueError(f"--out: {str(out)!r} is not empty and holds no study")
-        stored = json.loads((out / "study.json").read_text())["spec_sha256"]
-        if stored != spec.digest:
-            raise ValueError(
-                f"--out: {str(out)!r} holds a study of a different SPEC "
-                "(give another DIR, or the SPEC it was run with)"
-            )
-    (out / ROWS_DIR).mkdir(parents=True, exist_ok=True)
-    if not spec_file.is_file():
-        spec_file.write_text(spec.text)
-        (out / "study.json").write_text(
-            json.dumps({"spec_sha256": spec.digest, "seed": spec.seed}, indent=2) + "\n"
+def check_study_dir(spec: StudySpec, out) -> Path:
+    """Check ``--out`` of a study before anything is started or written; return the folder.
+
+    Accepted: a new or empty folder, a folder holding a study of this SPEC (resumed), and
+    one left by a run killed while preparing it (spec.toml or study.json, no replicate yet:
+    prepared again). Refused with one line: a file, a folder holding anything else, a study
+    of another SPEC, and replicates whose study.json is missing or cannot be read. A
+    symbolic link is followed (a study writes into its folder, it never replaces it).
+
+    Parameters
+    ----------
+    spec : StudySpec
+        The SPEC to run.
+    out : str or os.PathLike
+        The ``--out`` argument.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder, absolute.
+
+    Raises
+    ------
+    ValueError
+        One line naming ``--out`` or the file at fault.
+    """
+    target = output.resolve_out(out, replace=False)
+    _check_study_state(spec, target, output.show(out))
+    return target
+
+
+def _check_study_state(spec: StudySpec, target: Path, shown: str) -> None:
+    if os.path.lexists(target) and not target.is_dir():
+        raise ValueError(f"--out: {shown} exists and is not a folder (a study writes a folder)")
+    if not target.is_dir() or not any(target.iterdir()):
+        return
+    names = {p.name for p in target.iterdir()}
+    if not names & {SPEC_FILE, STUDY_FILE}:
+        if _only_preparation(spec, target, names):
+            return  # an empty replicates/: killed while preparing
+        raise ValueError(f"--out: {shown} is not empty and holds no study; give another folder")
+    stored, problem = _stored_digest(target)
+    if stored is None:
+        if _only_preparation(spec, target, names):
+            return  # killed while preparing: nothing to lose, prepare it again
+        raise ValueError(
+            f"--out: {str(target / STUDY_FILE)!r} {problem}, so the SPEC of the study in "
+            f"{shown} cannot be told; give another folder"
         )
+    if stored != spec.digest:
+        raise ValueError(
+            f"--out: {shown} holds a study of a different SPEC "
+            "(give another DIR, or the SPEC it was run with)"
+        )
+
+
+def _stored_digest(target: Path) -> tuple[str | None, str]:
+    """The SPEC digest in DIR/study.json, or None and what is wrong with the file."""
+    try:
+        info = json.loads((target / STUDY_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, "is missing"
+    except UnicodeDecodeError:
+        return None, "is not valid JSON (truncated or overwritten?)"
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror})"
+    except ValueError:
+        return None, "is not valid JSON (truncated or overwritten?)"
+    digest = info.get("spec_sha256") if isinstance(info, dict) else None
+    if not isinstance(digest, str):
+        return None, "has no spec_sha256"
+    return digest, ""
+
+
+def _only_preparation(spec: StudySpec, target: Path, names: set[str]) -> bool:
+    """DIR holds only what preparing writes, no replicate, and this SPEC's text if any."""
+    if not names <= {SPEC_FILE, STUDY_FILE, ROWS_DIR, f".{SPEC_FILE}.tmp", f".{STUDY_FILE}.tmp"}:
+        return False
+    rows = target / ROWS_DIR
+    if os.path.lexists(rows) and (not rows.is_dir() or any(rows.iterdir())):
+        return False
+    try:
+        return (target / SPEC_FILE).read_text(encoding="utf-8") == spec.text
+    except FileNotFoundError:
+        return True
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.parent / f".{path.name}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _prepare(spec: StudySpec, out: Path) -> None:
+    """Write study.json, then spec.toml, each atomically (with the lock held)."""
+    (out / ROWS_DIR).mkdir(parents=True, exist_ok=True)
+    if _stored_digest(out)[0] != spec.digest:
+        payload = {"spec_sha256": spec.digest, "seed": spec.seed}
+        _write_atomic(out / STUDY_FILE, json.dumps(payload, indent=2) + "\n")
+    if not (out / SPEC_FILE).is_file():
+        _write_atomic(out / SPEC_FILE, spec.text)
 
 
 def _progress(done: int, total: int, start: float, resumed: int) -> None:
@@ -430,50 +531,155 @@ def _progress(done: int, total: int, start: float, resumed: int) -> None:
 
 
 def run_study(spec: StudySpec, out, *, scheduler: str | None = None, workers: int = 2) -> dict:
-    """Run every replicate not yet in DIR, on Dask; write the study report; return the summary."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    """Run every replicate not yet in DIR, on Dask; write the study report; return the summary.
 
-    out = Path(out)
-    _prepare(spec, out)
-    todo = [(i, r) for i, r in spec.tasks() if not _row_path(out, i, r).is_file()]
+    ``out`` is checked (:func:`check_study_dir`) and the cluster reached before anything is
+    written, so a bad DIR or an unreachable scheduler leaves nothing behind; one run at a
+    time writes into DIR (a lock beside it, as for reports).
+    """
+    target = check_study_dir(spec, out)
+    client = cluster = None
+    if _todo(spec, target):
+        client, cluster = _connect(scheduler, workers)
+    try:
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"--out: {output.show(out)} cannot be created ({exc.strerror})"
+            ) from None
+        with output.locked(target, out):
+            _check_study_state(spec, target, output.show(out))  # again, under the lock
+            _prepare(spec, target)
+            if client is not None:
+                _run(spec, target, client)
+            summary = summarise(target, spec)
+            _write_study_report(target, spec, summary)
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    return summary
+
+
+def _todo(spec: StudySpec, out: Path) -> list[tuple[int, int]]:
+    return [(i, r) for i, r in spec.tasks() if not _row_path(out, i, r).is_file()]
+
+
+def _connect(scheduler: str | None, workers: int):
+    """A client of ``scheduler`` (answering within seconds), else of a local cluster."""
+    if scheduler:
+        _probe(scheduler)  # before importing Dask: a refused port fails at once
+        return _client_within(scheduler, SCHEDULER_TIMEOUT), None
+    from dask.distributed import Client, LocalCluster
+
+    with _workers_ignore_ctrl_c():
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,  # no dashboard; its HTTP server (metrics) on a free port,
+            scheduler_kwargs={"dashboard_address": ":0"},  # not 8787 (a warning if taken)
+        )
+    return Client(cluster), cluster
+
+
+def _client_within(scheduler: str, seconds: float):
+    """A Dask client of ``scheduler``, or a ValueError after ``seconds``.
+
+    Dask's own timeout covers connecting, not an endpoint that accepts the connection and
+    then says nothing (it waits for ever): the client is made in a thread, left behind if
+    it does not return in time.
+    """
+    from dask.distributed import Client
+
+    box: dict = {}
+
+    def connect():
+        try:
+            box["client"] = Client(scheduler, timeout=seconds)
+        except Exception as exc:  # noqa: BLE001 - reported below, in the calling thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, name="connect to --scheduler", daemon=True)
+    thread.start()
+    thread.join(seconds + 0.5)
+    if thread.is_alive():
+        raise ValueError(
+            f"--scheduler: {scheduler!r} accepts connections but does not answer as a Dask "
+            f"scheduler within {seconds:g} s"
+        )
+    exc = box.get("error")
+    if isinstance(exc, (OSError, ValueError)):  # TimeoutError is an OSError
+        raise ValueError(f"--scheduler: cannot connect to {scheduler!r} ({exc})") from None
+    if exc is not None:  # e.g. another service on that port: Dask misreads its bytes
+        raise ValueError(
+            f"--scheduler: {scheduler!r} does not answer as a Dask scheduler ({type(exc).__name__})"
+        ) from None
+    return box["client"]
+
+
+def _probe(scheduler: str) -> None:
+    """Fail at once on a TCP address that refuses or does not answer.
+
+    Dask retries until its timeout whatever the error; a refused port fails here at once.
+    """
+    parts = urllib.parse.urlsplit(scheduler if "://" in scheduler else f"tcp://{scheduler}")
+    try:
+        port = parts.port
+    except ValueError:
+        return  # Dask's message says what is wrong with the address
+    if parts.scheme not in ("tcp", "tls", "ws", "wss") or not parts.hostname or port is None:
+        return
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT):
+            pass
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise ValueError(f"--scheduler: cannot reach {scheduler!r} ({why})") from None
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Start worker processes with SIGINT ignored (inherited through exec).
+
+    Ctrl-C reaches every process of the terminal's group; the workers would print their own
+    tracebacks. The command stops them instead. Ctrl-C is ignored while they start.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(spec: StudySpec, out: Path, client) -> None:
+    """Submit what is missing; write each row as it finishes, with a progress bar."""
+    from dask.distributed import as_completed
+
+    todo = _todo(spec, out)
     total = len(spec.tasks())
     resumed = total - len(todo)
     start = time.perf_counter()
-    if todo:
-        cluster = None
-        if scheduler:
-            client = Client(scheduler)
-        else:
-            cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-            )
-            client = Client(cluster)
-        try:
-            futures = [
-                client.submit(
-                    run_replicate,
-                    spec,
-                    i,
-                    r,
-                    pure=False,
-                    key=f"replicate-{i}-{r}-{spec.digest[:8]}",
-                )
-                for i, r in todo
-            ]
-            done = resumed
+    futures = [
+        client.submit(
+            run_replicate, spec, i, r, pure=False, key=f"replicate-{i}-{r}-{spec.digest[:8]}"
+        )
+        for i, r in todo
+    ]
+    done = resumed
+    _progress(done, total, start, resumed)
+    try:
+        for fut in as_completed(futures):
+            _write_row(out, fut.result())
+            done += 1
             _progress(done, total, start, resumed)
-            for fut in as_completed(futures):
-                _write_row(out, fut.result())
-                done += 1
-                _progress(done, total, start, resumed)
-            sys.stderr.write("\n")
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    summary = summarise(out, spec)
-    _write_study_report(out, spec, summary)
-    return summary
+    finally:
+        sys.stderr.write("\n")  # end the progress bar's line
 
 
 # ---------------------------------------------------------------------- the report

@@ -8,6 +8,7 @@ import pytest
 import compare.report as report_mod
 from compare.cli import main
 from compare.options import ReportOptions
+from compare.output import write_marker
 from compare.report import write_report
 from em import BinomialData
 from tests.conftest import simulate
@@ -120,8 +121,9 @@ def test_non_empty_dir_is_refused_and_interrupted_runs_leave_nothing(tmp_path, m
     out = tmp_path / "rep"
     out.mkdir()
     (out / "keep.txt").write_text("earlier results")
+    write_marker(out)  # an earlier report: --force replaces only those (test_output.py)
     opts = ReportOptions(components=1, restarts=1, draws=5, tune=5, chains=1)
-    with pytest.raises(ValueError, match="is not empty; give --force"):
+    with pytest.raises(ValueError, match="holds an earlier report; give --force"):
         write_report(BinomialData.chapter(), opts, out)
     assert (out / "keep.txt").read_text() == "earlier results"
 
@@ -140,6 +142,7 @@ def test_force_replaces_the_folder(tmp_path):
     out = tmp_path / "rep"
     out.mkdir()
     (out / "old.txt").write_text("x")
+    write_marker(out)  # an earlier report
     opts = ReportOptions(components=1, restarts=1, draws=20, tune=20, chains=2)
     write_report(BinomialData.chapter(), opts, out, force=True)
     assert not (out / "old.txt").exists() and (out / "results.json").is_file()
@@ -179,7 +182,7 @@ def test_cli_refuses_a_non_empty_dir_and_a_bad_csv(capsys, tmp_path):
     busy.mkdir()
     (busy / "x").write_text("1")
     assert main(["report", "chapter", "--components", "2", "--out", str(busy)]) == 2
-    assert "is not empty; give --force" in capsys.readouterr().err
+    assert "is not empty and holds 'x', which this suite did not write" in capsys.readouterr().err
     bad = tmp_path / "bad.csv"
     bad.write_text("heads,trials\n4,10\n11,10\n")
     assert main(["report", str(bad), "--components", "2", "--out", str(tmp_path / "o")]) == 2
