@@ -264,12 +264,22 @@ def run_replicate(spec: StudySpec, i: int, r: int) -> dict:
 
 
 def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
-    from scipy.stats import norm
+    """One replicate through the report's own stages (compare/stages), nothing re-done here.
 
-    from compare.agreement import TOLERANCES, compare_fits, match_components
-    from compare.diagnostics import rhat_ess
-    from compare.labels import apply_permutations, hungarian_permutations, switching_summary
-    from em import BinomialData, MixtureParams, fit_data, select_components, standard_errors
+    EM (certified, ML and MAP-EM), PyMC's mode search with certified polishing, the
+    agreement verdict, identifiability, labels and sampler health are the stage functions
+    the report runs; only the sampler differs (nutpie on a model compiled once per worker,
+    with this replicate's counts swapped in) and the ordered model is not sampled.
+    """
+    from compare.options import ReportOptions
+    from compare.stages.agreement import agreement_stage
+    from compare.stages.fits import em_stage, map_stage, seed_int
+    from compare.stages.health import health_stage
+    from compare.stages.identifiability import identifiability_stage
+    from compare.stages.labels import labels_stage
+    from compare.stages.sampling import Posterior, SamplingStage, draws_of
+    from compare.stages.selection import criteria_stage
+    from em import BinomialData, MixtureParams
 
     ss = np.random.SeedSequence(spec.seed, spawn_key=(i, r))
     s_data, s_em, s_ref, s_map, s_post = ss.spawn(5)
@@ -281,41 +291,29 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
     out: dict = {}
 
     t0 = time.perf_counter()
-    seed_int = int(s_em.generate_state(1)[0])
+    em_seeds = s_em.spawn(3)
+    k = cell.components[0]
     if len(cell.components) > 1:
-        table, preferred, fits = select_components(
-            data, cell.components, restarts=spec.restarts, seed=seed_int
-        )
-        out.update({f"k_{c}": k for c, k in preferred.items()})
+        rows, _ = criteria_stage(data, list(cell.components), spec.restarts, em_seeds[2])
+        preferred = {c: min(rows, key=lambda row, c=c: row[c])["k"] for c in ("aic", "bic", "icl")}
+        out.update({f"k_{c}": kk for c, kk in preferred.items()})
         k = preferred["bic"]
-        em_res = fits[cell.components.index(k)]
     else:
-        k = cell.components[0]
-        em_res = fit_data(data, k, restarts=spec.restarts, seed=seed_int)
         out.update({"k_aic": k, "k_bic": k, "k_icl": k})
     out["k_fit"] = k
-    # The best optimum known: many restarts, plus a start at the truth when K matches.
-    extra = {"init_weights": truth.weights, "init_p": truth.p} if k == len(cell.p) else {}
-    ref = fit_data(
-        data, k, restarts=spec.reference_restarts, seed=int(s_ref.generate_state(1)[0]), **extra
+    opts = ReportOptions(
+        components=k,
+        seed=spec.seed,
+        restarts=spec.restarts,
+        draws=spec.draws,
+        tune=spec.tune,
+        chains=spec.chains,
+        sampler="nutpie",
+        map_random_starts=2,
     )
-    best_known = max(ref.log_likelihood, em_res.log_likelihood)
-    out["em_log_likelihood"] = em_res.log_likelihood
-    out["best_known_log_likelihood"] = best_known
-    out["em_global"] = bool(em_res.log_likelihood >= best_known - 1e-4)
-    out["em_collapsed"] = em_res.collapsed
+    em = em_stage(data, opts, em_seeds[:2])
+    out.update(_em_row(data, opts, em, truth, spec.reference_restarts, s_ref))
     out["em_seconds"] = time.perf_counter() - t0
-
-    matched = k == len(cell.p)
-    if matched:
-        perm = match_components(truth.p, em_res.p)
-        out["em_error_p"] = float(np.max(np.abs(em_res.p[perm] - truth.p)))
-        out["em_error_w"] = float(np.max(np.abs(em_res.weights[perm] - truth.weights)))
-        se = standard_errors(data, em_res.params)
-        zq = float(norm.ppf(0.5 + 0.89 / 2))
-        if not se.singular:
-            lo, hi = em_res.p[perm] - zq * se.p[perm], em_res.p[perm] + zq * se.p[perm]
-            out["em_coverage_p"] = float(np.mean((lo <= truth.p) & (truth.p <= hi)))
 
     # Bayesian side: compiled once per (K, trials) in this process.
     t1 = time.perf_counter()
@@ -323,45 +321,110 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
     mm, compiled = _compiled(k, cell.trials)
     counts = np.bincount(heads, minlength=cell.trials + 1).astype(np.int64)
     mm.set_counts(counts)
-    maps = mm.find_map([("em", em_res.weights, em_res.p)], n_random=2, seed=s_map)
-    best_map = maps[0]
-    agreement = compare_fits(
-        em_res.params,
-        em_res.log_likelihood + _flat_prior_const(k),
-        em_res.log_likelihood,
-        MixtureParams(best_map.weights, best_map.p),
-        best_map.log_posterior,
-        best_map.log_likelihood,
-        trials=data.trials,
-        counts=data.counts,
-        identifiable=not em_res.collapsed and data.max_trials >= 2 * k - 1,
-        tolerances=TOLERANCES,
+    maps = map_stage(data, opts, mm, em, s_map)
+    ident = identifiability_stage(data, em, seed_int(s_map.spawn(1)[0]))
+    agreement = agreement_stage(data, em, maps, ident)
+    out["map_em_agree"] = _flag(agreement.agree)
+    out["map_em_status"] = agreement.status
+    out["map_em_objective_difference"] = (
+        np.nan if agreement.best is None else agreement.best["objective_difference"]
     )
-    out["map_em_agree"] = agreement["agree"]
-    out["map_em_objective_difference"] = agreement["objective_difference"]
-    post = _sample(spec, compiled, counts, s_post)["posterior"]
-    w = np.asarray(post["w"].transpose("chain", "draw", "component"))
-    p = np.asarray(post["p"].transpose("chain", "draw", "component"))
-    perms = hungarian_permutations(p, em_res.p)
-    sw = switching_summary(perms)
-    out["label_switching"] = sw["detected"]
-    w_rel, p_rel = apply_permutations(w, perms), apply_permutations(p, perms)
-    diag_raw, diag_rel = rhat_ess({"p": p}), rhat_ess({"p": p_rel})
-    out["rhat_raw"] = diag_raw["p"]["max_rhat"]
-    out["rhat_relabelled"] = diag_rel["p"]["max_rhat"]
-    if matched:  # perm: EM's components matched to the truth, as above
-        flat = p_rel.reshape(-1, k)[:, perm]
-        lo, hi = np.quantile(flat, [0.055, 0.945], axis=0)
-        out["posterior_coverage_p"] = float(np.mean((lo <= truth.p) & (truth.p <= hi)))
-        out["posterior_error_p"] = float(np.max(np.abs(flat.mean(axis=0) - truth.p)))
-        out["posterior_error_w"] = float(
-            np.max(np.abs(w_rel.reshape(-1, k)[:, perm].mean(axis=0) - truth.weights))
-        )
+    idata = _sample(spec, compiled, counts, s_post)
+    w, p = draws_of(idata)
+    sampling = SamplingStage(Posterior("exchangeable", w, p, idata), None, {})
+    labels = labels_stage(data, em, sampling, ident)
+    health = health_stage(sampling, labels).exchangeable
+    out["labels_identified"] = labels.identified
+    out["label_switching"] = _flag(labels.detected)
+    out["rhat_invariant"] = _nan(health.max_rhat)
+    out["sampler_reliable"] = health.reliable
+    out["divergences"] = health.divergences if health.divergences is not None else -1
+    out.update(_posterior_row(labels, em, truth, k))
     if len(cell.components) > 1:  # the K that PSIS-LOO prefers, per sequence
         out["k_loo"] = _loo_choice(spec, cell, counts, s_post)
     out["mcmc_seconds"] = time.perf_counter() - t1
     out["compiled_models"] = len(COMPILE_EVENTS) - n_before  # 0: all reused in this process
     return out
+
+
+def _flag(value) -> float:
+    """A verdict for a Parquet column: 1.0, 0.0, or NaN where none is drawn."""
+    return np.nan if value is None else float(bool(value))
+
+
+def _nan(value) -> float:
+    return np.nan if value is None else float(value)
+
+
+def _em_row(data, opts, em, truth, reference_restarts: int, s_ref) -> dict:
+    """EM's certified result against the best optimum known (the same procedure, more starts).
+
+    The best known comes from ``reference_restarts`` more certified MAP-EM starts, plus one
+    at the truth when K matches. EM reached the global optimum when its best run is
+    certified and within the agreement tolerance of the best certified objective known.
+    """
+    from scipy.stats import norm
+
+    from compare.agreement import match_components
+    from compare.settings import CI_PROB, TOLERANCES
+    from em import fit_data, standard_errors
+
+    target, prior = em.target, opts.prior
+    k = opts.components
+    extra = {"init_weights": truth.weights, "init_p": truth.p} if k == truth.n_components else {}
+    ref = fit_data(
+        data,
+        k,
+        restarts=reference_restarts,
+        seed=int(s_ref.generate_state(1)[0]),
+        prior_weights=list(prior.alpha),
+        prior_p=(prior.a, prior.b),
+        **extra,
+    )
+    certified = [f.objective for f in (target, ref) if f.converged]
+    best_known = max(certified) if certified else np.nan
+    out = {
+        "em_converged": target.converged,
+        "em_runs_converged": target.n_converged,
+        "em_max_gap": _nan(target.max_converged_gap),
+        "em_log_likelihood": target.log_likelihood,
+        "em_objective": target.objective,
+        "best_known_objective": best_known,
+        "em_global": bool(
+            target.converged and target.objective >= best_known - TOLERANCES["objective"]
+        ),
+        "em_collapsed": target.collapsed,
+    }
+    if k == truth.n_components and em.ml.converged:
+        ml = em.ml
+        perm = match_components(truth.p, ml.p)
+        out["em_error_p"] = float(np.max(np.abs(ml.p[perm] - truth.p)))
+        out["em_error_w"] = float(np.max(np.abs(ml.weights[perm] - truth.weights)))
+        se = standard_errors(data, ml.params)
+        zq = float(norm.ppf(0.5 + CI_PROB / 2))
+        if not se.singular:
+            lo, hi = ml.p[perm] - zq * se.p[perm], ml.p[perm] + zq * se.p[perm]
+            out["em_coverage_p"] = float(np.mean((lo <= truth.p) & (truth.p <= hi)))
+    return out
+
+
+def _posterior_row(labels, em, truth, k: int) -> dict:
+    """Errors and coverage of the relabelled posterior against the truth (K matching)."""
+    from compare.agreement import match_components
+    from compare.settings import CI_PROB
+
+    if not labels.identified or k != truth.n_components:
+        return {}
+    perm = match_components(truth.p, em.target.p)  # EM's labels matched to the truth
+    flat = labels.p.reshape(-1, k)[:, perm]
+    lo, hi = np.quantile(flat, [(1 - CI_PROB) / 2, (1 + CI_PROB) / 2], axis=0)
+    return {
+        "posterior_coverage_p": float(np.mean((lo <= truth.p) & (truth.p <= hi))),
+        "posterior_error_p": float(np.max(np.abs(flat.mean(axis=0) - truth.p))),
+        "posterior_error_w": float(
+            np.max(np.abs(labels.weights.reshape(-1, k)[:, perm].mean(axis=0) - truth.weights))
+        ),
+    }
 
 
 def _sample(spec: StudySpec, compiled, counts: np.ndarray, seed: np.random.SeedSequence):
@@ -393,11 +456,6 @@ def _loo_choice(spec: StudySpec, cell: Cell, counts: np.ndarray, seed) -> int:
         if elpd > best_elpd:
             best, best_elpd = k, elpd
     return best
-
-
-def _flat_prior_const(k: int) -> float:
-    """log density of the flat priors (Dirichlet(1): log Gamma(K); Beta(1, 1): 0)."""
-    return float(math.lgamma(k))
 
 
 # ---------------------------------------------------------------------- the study
@@ -707,9 +765,10 @@ def load_rows(out):
 
 
 _RATES = (
-    ("em_global", "EM's best restart reached the best known optimum"),
-    ("map_em_agree", "MAP and EM agree"),
-    ("label_switching", "label switching detected"),
+    ("em_global", "EM's best restart reached the best known optimum (certified)"),
+    ("map_em_agree", "MAP and EM agree (where EM converged)"),
+    ("label_switching", "label switching seen (where labels are identified)"),
+    ("sampler_reliable", "sampler without warnings"),
 )
 
 
@@ -733,20 +792,22 @@ def summarise(out, spec: StudySpec) -> dict:
         }
         for col, _ in _RATES:
             if len(ok) and col in ok:
-                s = int(ok[col].astype(bool).sum())
+                judged = ok[col].dropna().astype(float)  # NaN: no verdict drawn there
+                if not len(judged):
+                    continue
+                s = int((judged > 0.5).sum())
                 entry[col] = {
-                    "rate": s / len(ok),
-                    "ci95": list(_wilson(s, len(ok))),
+                    "rate": s / len(judged),
+                    "ci95": list(_wilson(s, len(judged))),
                     "count": s,
-                    "of": int(len(ok)),
+                    "of": int(len(judged)),
                 }
         for col in (
             "em_coverage_p",
             "posterior_coverage_p",
             "em_error_p",
             "posterior_error_p",
-            "rhat_raw",
-            "rhat_relabelled",
+            "rhat_invariant",
             "seconds",
         ):
             if len(ok) and col in ok and ok[col].notna().any():

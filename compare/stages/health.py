@@ -22,7 +22,7 @@ class Health:
     """Sampler health of both models."""
 
     exchangeable: SamplerHealth
-    ordered: SamplerHealth
+    ordered: SamplerHealth | None
 
     def to_dict(self) -> dict:
         """results.json's ``sampler_health`` section."""
@@ -32,7 +32,9 @@ class Health:
                 "judged_on": "label-invariant log-likelihood and fitted pmf (and the "
                 "relabelled draws where labels are identified)"
             },
-            "ordered": self.ordered.to_dict() | {"judged_on": "w and p of the ordered model"},
+            "ordered": None
+            if self.ordered is None
+            else self.ordered.to_dict() | {"judged_on": "w and p of the ordered model"},
         }
 
 
@@ -45,8 +47,8 @@ def health_stage(sampling: SamplingStage, labels: Labels) -> Health:
     if labels.identified:
         invariant |= {"w_relabelled": labels.weights, "p_relabelled": labels.p}
     post, post_ord = sampling.exchangeable, sampling.ordered
-    ordered_arrays = {"w": post_ord.weights, "p": post_ord.p}
-    return Health(
-        exchangeable=sampler_health(post.idata, [], invariant=invariant),
-        ordered=sampler_health(post_ord.idata, [], invariant=ordered_arrays),
-    )
+    ordered = None
+    if post_ord is not None:
+        ordered_arrays = {"w": post_ord.weights, "p": post_ord.p}
+        ordered = sampler_health(post_ord.idata, [], invariant=ordered_arrays)
+    return Health(sampler_health(post.idata, [], invariant=invariant), ordered)

@@ -42,8 +42,9 @@ class Labels:
         Stephens' relabelling, and the label-invariant draws and co-clustering.
     weights, p : ndarray (chain, draw, K) or None
         Relabelled draws.
-    ordered : compare.labels.OrderingCheck
-        Whether the ordered model's draws pile against the ordering boundary.
+    ordered : compare.labels.OrderingCheck or None
+        Whether the ordered model's draws pile against the ordering boundary (None when
+        the ordered model was not sampled, as in a simulation study).
     coclustering_outcomes : ndarray of int
         The distinct outcomes (the most frequent, at most COCLUSTERING_MAX) whose
         co-clustering probabilities are computed.
@@ -55,7 +56,7 @@ class Labels:
     analysis: lab.LabelAnalysis
     weights: np.ndarray | None
     p: np.ndarray | None
-    ordered: lab.OrderingCheck
+    ordered: lab.OrderingCheck | None
     coclustering_outcomes: np.ndarray
 
     @property
@@ -118,7 +119,7 @@ class Labels:
             "relabelling": self.method,
             "relabelling_details": d["relabelling"],
             "switching": self.switching,
-            "ordered_model": self.ordered.to_dict(),
+            "ordered_model": None if self.ordered is None else self.ordered.to_dict(),
             "invariant_pmf_trials": self.invariant_trials,
             "coclustering": {
                 "outcomes": self.coclustering_outcomes.tolist(),
@@ -167,7 +168,7 @@ def labels_stage(
         analysis=la,
         weights=la.relabel(post.weights) if identified else None,
         p=la.relabel(post.p) if identified else None,
-        ordered=lab.ordering_check(sampling.ordered.p),
+        ordered=None if sampling.ordered is None else lab.ordering_check(sampling.ordered.p),
         coclustering_outcomes=outcomes,
     )
 
