@@ -155,6 +155,10 @@ def check_p(value, k: int, name: str = "init_p") -> np.ndarray:
     return p
 
 
+#: Largest prior concentration (Dirichlet alpha, Beta a and b) accepted.
+PRIOR_MAX = 1e6
+
+
 def check_prior_weights(value, k: int, name: str = "prior_weights") -> np.ndarray | None:
     """Return the Dirichlet concentration as a K-vector (a scalar is broadcast)."""
     if value is None:
@@ -173,6 +177,11 @@ def check_prior_weights(value, k: int, name: str = "prior_weights") -> np.ndarra
             f"{name}: MAP-EM needs alpha >= 1, got {_fmt(value)} (with alpha < 1 the posterior "
             "density is unbounded at the edge of the simplex and has no mode)"
         )
+    if np.any(arr > PRIOR_MAX):
+        raise ValueError(
+            f"{name}: Dirichlet alpha must be at most {PRIOR_MAX:g}, got {_fmt(value)} "
+            "(larger ones are a point mass, whose log density float64 cannot hold)"
+        )
     return arr
 
 
@@ -190,6 +199,11 @@ def check_prior_p(value, name: str = "prior_p") -> tuple[float, float] | None:
         raise ValueError(
             f"{name}: MAP-EM needs a >= 1 and b >= 1, got a={a:g}, b={b:g} (below 1 the "
             "posterior density is unbounded at p = 0 or 1 and has no mode)"
+        )
+    if max(a, b) > PRIOR_MAX:
+        raise ValueError(
+            f"{name}: Beta parameters must be at most {PRIOR_MAX:g}, got a={a:g}, b={b:g} "
+            "(larger ones are a point mass, whose log density float64 cannot hold)"
         )
     return a, b
 

@@ -10,111 +10,119 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+from pathlib import Path
+
+import numpy as np
 
 from em import _validation as v
-from em.data import load_data
-from em.fitting import METHODS, EMInvariantError, FitResult, fit_data
-from em.selection import parse_components, select_components
+from em import options as o
+from em.data import load_data, load_rows
+from em.fitting import EMInvariantError, FitResult, fit_data
+from em.selection import select_components
 
 __all__ = ["main", "build_parser", "format_fit"]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit status 2."""
-
-    def error(self, message):  # noqa: D102 - argparse hook
-        raise _UsageError(f"{self.prog}: {message}")
-
-
-class _UsageError(Exception):
-    pass
-
-
-_TOL_HELP = (
-    "a run has converged when its certified gap, the log-likelihood (or log-posterior) "
-    "still to gain, is at most T nats; absolute, whatever the number of sequences "
-    "(default 1e-9)"
-)
+# The one-line usage errors of both commands (compare's CLI reuses them).
+_Parser, _UsageError = o.Parser, o.UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m em`` argument parser."""
-    parser = _Parser(
+    """The ``python -m em`` argument parser (options from :mod:`em.options`)."""
+    parser = o.Parser(
         prog="python -m em",
         description="Handwritten EM for finite binomial mixtures.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=o.Parser)
 
     ch = sub.add_parser("chapter", help="the chapter's Tables 6.1-6.4, then EM to convergence")
-    ch.add_argument("--tol", default="1e-9", metavar="T", help=_TOL_HELP)
-    ch.add_argument("--max-iter", default="1000", help="maximum iterations (default 1000)")
+    o.TOL.add(ch)
+    o.MAX_ITER.add(ch)
 
     f = sub.add_parser("fit", help="fit a K-component binomial mixture by EM with restarts")
-    f.add_argument("data", metavar="DATA", help="'chapter' or a CSV with heads,trials[,count]")
+    f.add_argument("data", metavar="DATA", help=o.DATA)
+    for option in (o.COMPONENTS, o.RESTARTS, o.SEED, o.TOL, o.MAX_ITER, o.METHOD):
+        option.add(f)
+    for option in (o.INIT_WEIGHTS, o.INIT_P, o.FIX, o.PRIOR_WEIGHTS, o.PRIOR_P):
+        option.add(f)
     f.add_argument(
-        "--components",
-        required=True,
-        metavar="K",
-        help="number of components, or a range such as 1-4 (model selection)",
+        "--assignments",
+        metavar="OUT.csv",
+        help="write which coin: one row per input row, heads,trials[,count] and "
+        "P(coin 1)...P(coin K) at the best fit",
     )
-    f.add_argument("--restarts", default="10", metavar="R", help="seeded random starts (10)")
-    f.add_argument("--seed", default="0", metavar="S", help="root seed (default 0)")
-    f.add_argument("--tol", default="1e-9", metavar="T", help=_TOL_HELP)
-    f.add_argument("--max-iter", default="1000", metavar="M", help="max iterations (1000)")
-    f.add_argument(
-        "--method",
-        default="newton",
-        choices=METHODS,
-        help="newton: EM steps, then Newton steps with the exact Hessian (default); "
-        "em: plain EM, step after step",
-    )
-    f.add_argument("--init-weights", metavar="W,...", help="your starting weights")
-    f.add_argument("--init-p", metavar="P,...", help="your starting biases")
-    f.add_argument("--fix", choices=["weights", "p"], help="hold weights or biases fixed")
-    f.add_argument("--prior-weights", metavar="ALPHA", help="Dirichlet alpha (MAP-EM)")
-    f.add_argument("--prior-p", metavar="A,B", help="Beta(a, b) on every bias (MAP-EM)")
     f.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
 def _int(text: str, name: str, minimum: int) -> int:
-    return v.parse_int(text, name, minimum)
+    return o.integer(text, name, minimum)
 
 
 def _float(text: str, name: str) -> float:
-    return v.check_tol(v.parse_float(text, name), name)
+    return o.tolerance(text, name)
 
 
 def _options(args, k: int) -> dict:
     """CLI strings to :func:`em.fit_data` options, each checked under its flag's name."""
     opts = {
-        "restarts": _int(args.restarts, "--restarts", 0),
-        "seed": _int(args.seed, "--seed", 0),
-        "tol": _float(args.tol, "--tol"),
-        "max_iter": _int(args.max_iter, "--max-iter", 0),
+        "restarts": o.integer(args.restarts, "--restarts", 0),
+        "seed": o.integer(args.seed, "--seed", 0),
+        "tol": o.tolerance(args.tol),
+        "max_iter": o.integer(args.max_iter, "--max-iter", 0),
         "method": args.method,
         "fix": args.fix,
     }
     if args.init_weights is not None:
-        w = v.parse_float_list(args.init_weights, "--init-weights")
+        w = o.floats(args.init_weights, "--init-weights")
         opts["init_weights"] = v.check_weights(w, k, "--init-weights")
     if args.init_p is not None:
-        p = v.parse_float_list(args.init_p, "--init-p")
-        opts["init_p"] = v.check_p(p, k, "--init-p")
+        opts["init_p"] = v.check_p(o.floats(args.init_p, "--init-p"), k, "--init-p")
     if args.prior_weights is not None:
-        alpha = v.parse_float_list(args.prior_weights, "--prior-weights")
-        opts["prior_weights"] = v.check_prior_weights(
-            alpha[0] if len(alpha) == 1 else alpha, k, "--prior-weights"
-        )
+        opts["prior_weights"] = o.prior_weights(args.prior_weights, k)
     if args.prior_p is not None:
-        ab = v.parse_float_list(args.prior_p, "--prior-p")
-        opts["prior_p"] = v.check_prior_p(ab, "--prior-p")
+        opts["prior_p"] = o.prior_p(args.prior_p)
     if args.fix == "p" and args.init_p is None:
         raise ValueError("--fix p needs --init-p: the biases to hold fixed")
     if opts["restarts"] == 0 and args.init_weights is None and args.init_p is None:
         raise ValueError("--restarts 0 needs a start: give --init-weights or --init-p")
     return {"n_components": k, **opts}
+
+
+def write_assignments(res: FitResult, data_spec, path) -> None:
+    """One row per input row: heads, trials (count) and P(coin j | row) at the best fit.
+
+    Written atomically (a temporary file beside ``path``, then renamed).
+    """
+    heads, trials, counts = load_rows(data_spec)
+    proba = res.predict_proba(heads, trials)
+    k = res.n_components
+    with_counts = not np.all(counts == 1)
+    header = ["heads", "trials", *(["count"] if with_counts else [])]
+    header += [f"P(coin {j + 1})" for j in range(k)]
+    cols = [heads, trials, *([counts] if with_counts else [])]
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="") as fh:
+            fh.write(",".join(header) + "\n")
+            ints = np.column_stack(cols)
+            for lo in range(0, heads.size, 100_000):
+                block = [
+                    ",".join(map(str, row_i)) + "," + ",".join(f"{x:.17g}" for x in row_p)
+                    for row_i, row_p in zip(
+                        ints[lo : lo + 100_000].tolist(),
+                        proba[lo : lo + 100_000].tolist(),
+                        strict=True,
+                    )
+                ]
+                fh.write("\n".join(block) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"--assignments: cannot write {str(path)!r}: {exc.strerror}") from None
 
 
 def format_fit(res: FitResult) -> str:
@@ -145,11 +153,10 @@ def format_fit(res: FitResult) -> str:
     )
     lines += ["", "distinct optima of the converged runs (modulo labels and tied components):"]
     lines.append("  #  objective        fraction  eff. K  p (reduced)")
-    for i, o in enumerate(res.optima, 1):
-        ps = ", ".join(f"{x:.4f}" for x in o.reduced.p)
-        lines.append(
-            f"  {i:<2d} {o.objective:<16.7f} {o.fraction:<9.2f} {o.reduced.n_components:<7d} {ps}"
-        )
+    for i, opt in enumerate(res.optima, 1):
+        ps = ", ".join(f"{x:.4f}" for x in opt.reduced.p)
+        k = opt.reduced.n_components
+        lines.append(f"  {i:<2d} {opt.objective:<16.7f} {opt.fraction:<9.2f} {k:<7d} {ps}")
     stuck = [r for r in res.runs if not r.converged]
     if stuck:
         lines += ["", "runs that did not converge (in no optimum):"]
@@ -220,9 +227,13 @@ def _main(argv: list[str] | None) -> int:
             )
             sys.stdout.write(text)
             return 0
-        ks = parse_components(args.components)
+        ks = o.components(args.components)
         if len(ks) > 1:
-            for flag, value in (("--init-weights", args.init_weights), ("--init-p", args.init_p)):
+            for flag, value in (
+                ("--init-weights", args.init_weights),
+                ("--init-p", args.init_p),
+                ("--assignments", args.assignments),
+            ):
                 if value is not None:
                     raise ValueError(f"{flag} needs a single --components K, not a range")
         opts = [_options(args, k) for k in ks]
@@ -231,6 +242,8 @@ def _main(argv: list[str] | None) -> int:
         if len(ks) > 1:
             return _select(data, ks, opts[0], args.json)
         res = fit_data(data, **opts[0])
+        if args.assignments is not None:
+            write_assignments(res, args.data, args.assignments)
     except (_UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -36,6 +36,7 @@ __all__ = [
     "MAX_SEQUENCES",
     "MAX_TRIALS",
     "load_data",
+    "load_rows",
 ]
 
 #: Section 6.3: heads in 20 sequences of 10 flips, in the chapter's order.
@@ -706,14 +707,49 @@ class _Outcomes:
         return BinomialData._trusted(*_compress(h, t, c), path)
 
 
-def _read_csv(fh, path) -> BinomialData:
+class _Rows(_Outcomes):
+    """The rows as read, in the file's order, not compressed (for per-row output)."""
+
+    def add(self, h: np.ndarray, t: np.ndarray, c: np.ndarray | None) -> None:
+        """Add checked rows."""
+        if h.size:
+            self.parts.append((h, t, np.ones_like(h) if c is None else c))
+            self.rows += h.size
+
+    def result(self, path):
+        if self.rows == 0:
+            raise ValueError(f"{path}: no data rows after the header")
+        return tuple(np.concatenate(arrays) for arrays in zip(*self.parts, strict=True))
+
+
+def _read_csv(fh, path, sink: type[_Outcomes] = _Outcomes):
     lines = _Lines(fh, path, 0, 0)
     header_line, header = _read_header(lines, path)
     names = [cell.strip().lower() for cell in header]
     _check_header(names, path, header_line)
-    out = _Outcomes()
+    out = sink()
     _read_body(fh, path, names, out, lines.offset, lines.line)
     return out.result(path)
+
+
+def load_rows(spec: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of DATA in their order: ``(heads, trials, counts)``, one entry per row.
+
+    ``counts`` is 1 for every row of a ``heads,trials`` file. Read and checked as
+    :func:`load_data` reads them (the same errors); used to write per-row output such as
+    ``em fit --assignments``.
+    """
+    if str(spec) == "chapter":
+        h = np.asarray(CHAPTER_HEADS, dtype=np.int64)
+        return h, np.full(h.size, CHAPTER_TRIALS, dtype=np.int64), np.ones_like(h)
+    path = os.fspath(spec)
+    with _open_regular(path) as fh:
+        try:
+            return _read_csv(fh, path, _Rows)
+        except MemoryError:
+            raise ValueError(f"DATA: not enough memory to read {path!r}") from None
+        except OSError as exc:
+            raise ValueError(f"DATA: cannot read {path!r}: {exc.strerror or exc}") from None
 
 
 def _csv_error(path, line: int, exc: csv.Error) -> ValueError:

@@ -275,3 +275,43 @@ def test_sigint_during_python_m_em_exits_130_without_a_traceback(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 130 and out == b"" and err == b"interrupted\n"
+
+
+def test_assignments_give_which_coin_per_input_row(capsys, tmp_path):
+    """--assignments: one row per input row, in order, Bayes' rule at the best fit."""
+    import csv
+
+    import numpy as np
+    from scipy.stats import binom
+
+    from em import fit_data, load_data
+
+    data_csv = tmp_path / "d.csv"
+    rows = [(0, 10), (10, 10), (3, 12), (9, 12), (1, 10), (8, 10), (2, 10), (9, 10)]
+    data_csv.write_text("heads,trials\n" + "".join(f"{h},{t}\n" for h, t in rows))
+    out = tmp_path / "a.csv"
+    assert main(["fit", str(data_csv), "--components", "2", "--assignments", str(out)]) == 0
+    capsys.readouterr()
+    got = list(csv.reader(out.read_text().splitlines()))
+    assert got[0] == ["heads", "trials", "P(coin 1)", "P(coin 2)"]
+    assert [(int(r[0]), int(r[1])) for r in got[1:]] == rows
+    res = fit_data(load_data(data_csv), 2)
+    for (h, t), r in zip(rows, got[1:], strict=True):
+        joint = res.weights * binom.pmf(h, t, res.p)
+        np.testing.assert_allclose([float(r[2]), float(r[3])], joint / joint.sum(), rtol=1e-12)
+    counted = tmp_path / "c.csv"
+    counted.write_text("heads,trials,count\n0,10,3\n10,10,2\n")
+    assert main(["fit", str(counted), "--components", "2", "--assignments", str(out)]) == 0
+    capsys.readouterr()
+    got = list(csv.reader(out.read_text().splitlines()))
+    assert got[0][:3] == ["heads", "trials", "count"] and [r[2] for r in got[1:]] == ["3", "2"]
+
+
+def test_assignments_errors_are_one_line(capsys, tmp_path):
+    code = main(["fit", "chapter", "--components", "1-2", "--assignments", str(tmp_path / "a")])
+    assert code == 2 and "--assignments needs a single --components K" in capsys.readouterr().err
+    code = main(["fit", "chapter", "--components", "2", "--assignments", "/proc/x/a.csv"])
+    err = capsys.readouterr().err
+    assert (
+        code == 2 and err.startswith("error: --assignments: cannot write") and err.count("\n") == 1
+    )

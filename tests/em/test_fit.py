@@ -276,3 +276,16 @@ def test_predict_proba_is_bayes_rule_per_sequence():
     assert got[0, 1] > 0.99 and got[1, 0] > 0.99  # the extreme outcomes go to their coin
     with pytest.raises(ValueError, match="exceeds trials"):
         res.predict_proba([11], 10)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prior_p": (1e308, 1e308)}, "Beta parameters must be at most 1e"),
+        ({"prior_weights": 1e308}, "Dirichlet alpha must be at most 1e"),
+    ],
+)
+def test_point_mass_priors_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fit([1, 2, 3], 5, 2, **kwargs)
+    fit([1, 2, 3], 5, 2, prior_p=(1e6, 1e6), prior_weights=1e6)  # the largest accepted
