@@ -5,7 +5,7 @@ conclusions are derived from the :class:`Analysis` (:mod:`compare.conclusions`) 
 report renders it (:mod:`compare.report`). Every random choice comes from
 ``np.random.SeedSequence(options.seed)``: child 0 ML-EM, 1 MAP-EM, 2 PyMC's mode search,
 3 and 4 NUTS on the exchangeable and ordered models, 5 and 6 model selection's EM and
-posteriors, 7 the overdispersion test's bootstrap.
+posteriors, 7 the overdispersion test's bootstrap, 8 the seed given to an --em-result function.
 """
 
 from __future__ import annotations

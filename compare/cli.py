@@ -16,10 +16,13 @@ import sys
 import threading
 from pathlib import Path
 
-from em import load_data, parse_components
-from em._validation import parse_float_list
-from em.cli import _int, _Parser, _UsageError  # one-line usage errors, as em's CLI
+import numpy as np
+
+from em import load_data
+from em import options as o
 from models import DEFAULT_SAMPLER, SAMPLERS
+
+_Parser, _UsageError = o.Parser, o.UsageError
 
 __all__ = ["main", "build_parser"]
 
@@ -29,16 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m compare", description="EM against the posterior.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("report", help="run EM and the PyMC model, write the report into DIR")
-    r.add_argument("data", metavar="DATA", help="'chapter' or a CSV with heads,trials[,count]")
-    r.add_argument(
-        "--components",
-        required=True,
-        metavar="K",
-        help="number of components, or a range such as 1-4 (model selection)",
-    )
-    r.add_argument("--seed", default="0", metavar="S", help="root seed (default 0)")
+    r.add_argument("data", metavar="DATA", help=o.DATA)
+    o.COMPONENTS.add(r)
+    o.SEED.add(r)
     r.add_argument("--out", metavar="DIR", help="report folder (default reports/<data name>-K<K>)")
-    r.add_argument("--restarts", default="10", metavar="R", help="EM random starts (10)")
+    o.RESTARTS.add(r)
     r.add_argument("--draws", default="1000", metavar="D", help="draws per chain (1000)")
     r.add_argument("--tune", default="1000", metavar="T", help="tuning steps per chain (1000)")
     r.add_argument("--chains", default="4", metavar="C", help="chains (4)")
@@ -48,13 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"{' or '.join(SAMPLERS)} (default {DEFAULT_SAMPLER})",
     )
+    o.PRIOR_WEIGHTS.add(r, default="1", help=o.PRIOR_WEIGHTS.help + " (default 1: flat)")
+    o.PRIOR_P.add(r, default="1,1", help=o.PRIOR_P.help + " (default 1,1: flat)")
     r.add_argument(
-        "--prior-weights",
-        default="1",
-        metavar="ALPHA",
-        help="Dirichlet alpha: one number or K (default 1)",
+        "--em-result",
+        metavar="FILE.json|FILE.py[:FUNCTION]|MODULE[:FUNCTION]",
+        help="judge another EM beside the built-in one: a JSON file with weights, p and "
+        "optionally log_likelihood, or a function fit(heads, trials, n_components, seed) "
+        "-> (weights, p), run in a child process (FUNCTION: fit)",
     )
-    r.add_argument("--prior-p", default="1,1", metavar="A,B", help="Beta(a, b) (default 1,1)")
+    r.add_argument(
+        "--em-timeout",
+        default="600",
+        metavar="S",
+        help="time limit of --em-result's function, in seconds (600)",
+    )
     r.add_argument("--force", action="store_true", help="replace a non-empty DIR")
     s = sub.add_parser("study", help="a simulation study over a grid of true mixtures (Dask)")
     s.add_argument("spec", metavar="SPEC", help="TOML file: [[cells]], replicates, [fit]")
@@ -91,11 +97,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_estimate(spec: str, data, opts, timeout: float):
+    """--em-result: a JSON file, or another program's fit run in a child process."""
+    from compare.stages.user_em import estimate_from, read_estimate
+
+    k = opts.components
+    if spec.endswith(".json"):
+        return read_estimate(spec, k)
+    from compare.check import run_fit
+    from compare.stages.fits import seed_int
+
+    if data.n_sequences > 10**6:
+        raise ValueError(
+            "--em-result FUNCTION: at most 10^6 sequences are passed to a function; write "
+            "the estimate to a JSON file instead"
+        )
+    heads, trials = data.expand()
+    seed = seed_int(np.random.SeedSequence(opts.seed).spawn(9)[8])
+    weights, p = run_fit(spec, heads, trials, k, seed, timeout=timeout)
+    return estimate_from(weights, p, None, k, f"--em-result {spec}")
+
+
 def _study(args) -> int:
     from compare.study import load_spec, run_study
 
-    workers = _int(args.workers, "--workers", 1)
-    seed = None if args.seed is None else _int(args.seed, "--seed", 0)
+    workers = o.integer(args.workers, "--workers", 1)
+    seed = None if args.seed is None else o.integer(args.seed, "--seed", 0)
     spec = load_spec(args.spec, seed=seed)
     # Dask's log lines stay off the terminal: read when distributed is imported, here and in
     # the worker processes (setLevel covers a distributed imported already).
@@ -208,23 +235,24 @@ def _main(argv: list[str] | None) -> int:
             return _check(args)
         if args.command == "study":
             return _study(args)
-        alpha = parse_float_list(args.prior_weights, "--prior-weights")
-        ab = parse_float_list(args.prior_p, "--prior-p")
-        if len(ab) != 2:
-            raise ValueError(f"--prior-p must be two numbers a,b, got {args.prior_p!r}")
-        ks = parse_components(args.components)
+        ks = o.components(args.components)
+        alpha = o.floats(args.prior_weights, "--prior-weights")
         if len(ks) > 1 and len(alpha) > 1:
             raise ValueError("--prior-weights with a range of --components takes one number")
+        if len(ks) > 1 and args.em_result is not None:
+            raise ValueError("--em-result needs a single --components K, not a range")
         opts = ReportOptions(
             components=ks[0],
-            seed=_int(args.seed, "--seed", 0),
-            restarts=_int(args.restarts, "--restarts", 0),
-            draws=_int(args.draws, "--draws", 1),
-            tune=_int(args.tune, "--tune", 0),
-            chains=_int(args.chains, "--chains", 1),
+            seed=o.integer(args.seed, "--seed", 0),
+            restarts=o.integer(args.restarts, "--restarts", 0),
+            draws=o.integer(args.draws, "--draws", 1),
+            tune=o.integer(args.tune, "--tune", 0),
+            chains=o.integer(args.chains, "--chains", 1),
             sampler=args.sampler,
-            prior_weights=alpha[0] if len(alpha) == 1 else tuple(alpha),
-            prior_p=tuple(ab),
+            prior_weights=tuple(o.prior_weights(args.prior_weights, ks[0]))
+            if len(alpha) > 1
+            else alpha[0],
+            prior_p=o.prior_p(args.prior_p),
         )
         validate_options(opts)
         out = (
@@ -234,8 +262,16 @@ def _main(argv: list[str] | None) -> int:
         )
         if args.out is not None and not args.out.strip():
             raise ValueError("--out: the folder name is empty")
+        em_timeout = None
+        if args.em_result is not None:
+            from compare.check import check_timeout
+
+            em_timeout = check_timeout(args.em_timeout, "--em-timeout")
         check_out_dir(out, args.force, inputs=[args.data])  # before the data are read
         data = load_data(args.data)
+        user = None
+        if args.em_result is not None:
+            user = _user_estimate(args.em_result, data, opts, em_timeout)
         # PyMC logs the sampler's progress; the report holds what matters.
         logging.getLogger("pymc").setLevel(logging.WARNING)
         results = write_report(
@@ -245,6 +281,7 @@ def _main(argv: list[str] | None) -> int:
             force=args.force,
             command=["python", "-m", "compare", *argv],
             select=ks if len(ks) > 1 else None,
+            user=user,
         )
     except (_UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -8,6 +8,8 @@ reports cannot say different things.
 
 from __future__ import annotations
 
+import numpy as np
+
 from compare.conclusions import conclusions
 from compare.health import summary_rows
 from compare.settings import CI_PROB
@@ -486,7 +488,112 @@ def reproduce(a, figures: dict, command: list[str] | None) -> dict:
     }
 
 
-_SECTIONS = (header, selection, em, agreement, posterior, health, labels, uncertainty)
+def user_em(a, figures: dict) -> dict | None:
+    """An estimate brought from another EM, judged beside the built-in one."""
+    u = a.user_em
+    if u is None:
+        return None
+    d = u.to_dict()
+    rows = [
+        [
+            "your estimate",
+            _vec(d["p"]),
+            _vec(d["weights"]),
+            _f(d["log_likelihood"], 10),
+            _f(d["gap"], 3),
+        ],
+        [
+            "optimum reached from it",
+            _vec(d["optimum"]["p"]),
+            _vec(d["optimum"]["weights"]),
+            _f(d["optimum"]["log_likelihood"], 10),
+            _f(d["optimum"]["gap"], 3),
+        ],
+    ]
+    claimed = "none" if d["log_likelihood_claimed"] is None else _f(d["log_likelihood_claimed"], 10)
+    blocks = [
+        (
+            "p",
+            f"From {u.estimate.source.removeprefix('--em-result ')}. Claimed log-likelihood "
+            f"{claimed}; recomputed here (full binomial log pmf) {_f(d['log_likelihood'], 10)}: "
+            f"{d['claim']}. Certified EM from the estimate gains {_f(d['distance_to_optimum'], 3)} "
+            f"nats. Against the posterior mode: {'agrees' if d['agree'] else 'does not agree'}.",
+        ),
+        ("table", ["", "p", "weights", "log-likelihood", "certified gap (nats)"], rows),
+    ]
+    if d["in_posterior_intervals"] is not None:
+        inside = d["in_posterior_intervals"]
+        blocks.append(
+            (
+                "p",
+                f"Inside the relabelled posterior's {_pct()}% intervals (components by "
+                f"increasing p): p {inside['p']}, weights {inside['weights']}.",
+            )
+        )
+    return {"title": "Your EM", "blocks": blocks}
+
+
+def which_coin(a, figures: dict) -> dict:
+    """Per distinct outcome: which coin, by EM and by the posterior (or co-clustering)."""
+    from em import e_step
+
+    data, lab = a.data, a.labels
+    show = min(data.n_outcomes, 40)
+    order = np.argsort(-data.counts, kind="stable")[:show]
+    em_resp = e_step(data, a.em.target.params).resp
+    k = em_resp.shape[1]
+    if lab.identified:
+        rows = [
+            [
+                str(data.heads[m]),
+                str(data.trials[m]),
+                str(data.counts[m]),
+                *(_f(em_resp[m, j], 3) for j in range(k)),
+                *(_f(lab.resp[m, j], 3) for j in range(k)),
+            ]
+            for m in sorted(order)
+        ]
+        header_row = [
+            "heads",
+            "trials",
+            "sequences",
+            *(f"EM P(coin {j + 1})" for j in range(k)),
+            *(f"posterior P(coin {j + 1})" for j in range(k)),
+        ]
+        text = (
+            "P(coin | outcome): EM's at its best fit (Table 6.1) beside the posterior mean over "
+            "the relabelled draws. `python -m em fit DATA --assignments OUT.csv` writes it for "
+            "every input row."
+        )
+        return {"title": "Which coin", "blocks": [("p", text), ("table", header_row, rows)]}
+    outcomes = [int(m) for m in lab.coclustering_outcomes]
+    shown = outcomes[:12]
+    cc = np.asarray(lab.analysis.coclustering)
+    rows = [
+        [f"{data.heads[m]}/{data.trials[m]}", *(_f(cc[i, j], 2) for j in range(len(shown)))]
+        for i, m in enumerate(shown)
+    ]
+    header_row = ["outcome", *(f"{data.heads[m]}/{data.trials[m]}" for m in shown)]
+    text = (
+        f"The labels are not identified ({lab.reason}), so no outcome belongs to a coin "
+        "here. Label-invariant instead: the posterior probability that two sequences with "
+        "these outcomes (heads/trials) come from the same coin."
+    )
+    return {"title": "Which coin", "blocks": [("p", text), ("table", header_row, rows)]}
+
+
+_SECTIONS = (
+    header,
+    selection,
+    user_em,
+    which_coin,
+    em,
+    agreement,
+    posterior,
+    health,
+    labels,
+    uncertainty,
+)
 
 
 def sections(a, figures: dict, command: list[str] | None = None) -> list[dict]:

@@ -179,3 +179,17 @@ def test_markup_in_the_data_name_is_neutralised(separated_data):
     assert "\\<img" in title
     html = render_html(sections(a, {}), ".")
     assert "<img src=x" not in html and "&lt;img src=x" in html
+
+
+def test_which_coin_section(separated, chapter):
+    secs = {s["title"]: s for s in sections(separated, {})}
+    table = next(b for b in secs["Which coin"]["blocks"] if b[0] == "table")
+    assert "EM P(coin 1)" in table[1] and "posterior P(coin 2)" in table[1]
+    extreme = next(r for r in table[2] if r[0] == "0")  # 0 heads of 20: surely coin 1
+    assert float(extreme[3]) > 0.95 and float(extreme[5]) > 0.95
+    secs = {s["title"]: s for s in sections(chapter, {})}
+    text = secs["Which coin"]["blocks"][0][1]
+    assert "labels are not identified" in text and "same coin" in text
+    table = next(b for b in secs["Which coin"]["blocks"] if b[0] == "table")
+    values = [float(c) for row in table[2] for c in row[1:]]
+    assert all(0.3 < x < 0.7 for x in values)  # one coin: any two sequences ~ as likely
