@@ -9,12 +9,14 @@ PYTHON ?= $(shell for p in python3.12 python3.13 python3.14 python3 python; do \
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
 	  && { echo $$p; break; }; done)
 
-.PHONY: help test report bench lint clean
+.PHONY: help test report readme bench notebook lint clean
 
 help:
 	@echo "make test    set up .venv and run the whole test suite"
 	@echo "make report  set up .venv and write the EM-versus-Bayes report to reports/chapter/"
-	@echo "make bench   run the benchmarks (prints their figures)"
+	@echo "make readme  run make report and quote its conclusions in README.md"
+	@echo "make bench   run the four benchmark scripts (prints their figures)"
+	@echo "make notebook  install the notebook extra and execute examples/walkthrough.ipynb"
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.12 found (install one, e.g. pyenv install 3.12)" >&2; exit 2; }
@@ -33,10 +35,23 @@ test: $(STAMP)
 report: $(STAMP)
 	$(PY) -m compare report chapter --components 3 --seed 0 --out reports/chapter --force
 
+# The README's make-report conclusions, regenerated from the report (tests/test_readme.py
+# fails when they drift).
+readme: report
+	$(PY) -c "from tests.test_readme import update; update()"
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_em.py
+	$(PY) benchmarks/bench_csv.py
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_study.py
+
+# The walk-through notebook: examples/walkthrough.py (the source) executed into
+# examples/walkthrough.ipynb, figures and tables inline (tests/test_walkthrough.py keeps
+# the two in step).
+notebook: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[notebook]"
+	cd examples && ../$(VENV)/bin/jupytext --to ipynb --execute walkthrough.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

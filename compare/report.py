@@ -137,7 +137,7 @@ def write_figures(a: Analysis, folder: Path) -> dict:
             folder / "responsibilities.png",
         )
     post = a.sampling.exchangeable
-    if a.em.ml.converged:  # the profile log-likelihood around the certified ML fit
+    if a.em.ml.converged and a.options.components > 1:  # the profile log-likelihood
         landscapes = profile_landscapes(a.data, a.em.ml.params)
         figs["landscape"] = landscape_figure(
             landscapes, a.em.target.runs, post.p, folder / "landscape.png"

@@ -640,7 +640,7 @@ def _connect(scheduler: str | None, workers: int):
             dashboard_address=None,  # no dashboard; its HTTP server (metrics) on a free port,
             scheduler_kwargs={"dashboard_address": ":0"},  # not 8787 (a warning if taken)
         )
-    return Client(cluster), cluster
+    return Client(cluster, set_as_default=False), cluster
 
 
 def _client_within(scheduler: str, seconds: float):
@@ -656,7 +656,7 @@ def _client_within(scheduler: str, seconds: float):
 
     def connect():
         try:
-            box["client"] = Client(scheduler, timeout=seconds)
+            box["client"] = Client(scheduler, timeout=seconds, set_as_default=False)
         except Exception as exc:  # noqa: BLE001 - reported below, in the calling thread
             box["error"] = exc
 
@@ -732,7 +732,7 @@ def _run(spec: StudySpec, out: Path, client) -> None:
     done = resumed
     _progress(done, total, start, resumed)
     try:
-        for fut in as_completed(futures):
+        for fut in as_completed(futures, loop=client.loop):
             _write_row(out, fut.result())
             done += 1
             _progress(done, total, start, resumed)
@@ -910,7 +910,6 @@ def _write_study_report(out: Path, spec: StudySpec, summary: dict) -> None:
             ]
         )
     blocks = [
-        ("h1", "Simulation study"),
         (
             "p",
             f"{len(cells)} cells x {spec.replicates} replicates, seed {spec.seed}; EM with "
@@ -940,17 +939,12 @@ def _write_study_report(out: Path, spec: StudySpec, summary: dict) -> None:
         ("img", figs["coverage"], "Coverage of the true biases against N"),
         ("img", figs["map_em_agree"], "MAP/EM agreement against N"),
     ]
+    secs = [{"title": "Simulation study", "level": 1, "blocks": blocks}]
     if summary["errors"]:
-        blocks.append(("h2", "Failed replicates"))
-        blocks.append(
-            (
-                "ul",
-                [
-                    f"cell {e['cell']} replicate {e['replicate']}: {e['error']}"
-                    for e in summary["errors"]
-                ],
-            )
-        )
-    (out / "study.md").write_text(render_markdown(blocks))
-    (out / "study.html").write_text(render_html(blocks, out))
+        failed = [
+            f"cell {e['cell']} replicate {e['replicate']}: {e['error']}" for e in summary["errors"]
+        ]
+        secs.append({"title": "Failed replicates", "blocks": [("ul", failed)]})
+    (out / "study.md").write_text(render_markdown(secs))
+    (out / "study.html").write_text(render_html(secs, out / "figures"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

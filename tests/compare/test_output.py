@@ -51,7 +51,7 @@ def fake_cli(monkeypatch):
 
         return BinomialData.chapter()
 
-    def write_report(data, opts, out, *, force=False, command=None, select=None):
+    def write_report(data, opts, out, *, force=False, command=None, select=None, user=None):
         calls.append(("write_report", str(out)))
         fake_report(out, force=force, inputs=[data.source])
         return {"conclusions": ["fake."]}

@@ -159,7 +159,7 @@ def test_force_replaces_the_folder(tmp_path):
             ["--components", "2", "--sampler", "gibbs"],
             "--sampler must be one of nutpie, pymc, got 'gibbs'",
         ),
-        (["--components", "2", "--prior-weights", "0"], "--prior-weights: Dirichlet alpha"),
+        (["--components", "2", "--prior-weights", "0"], "--prior-weights: Dirichlet concentration"),
         (["--components", "2", "--prior-p", "1"], "--prior-p must be two numbers"),
         (["--components", "2", "--prior-p", "1,-1"], "--prior-p: Beta parameters must be > 0"),
         (["--components", "2", "--seed", "-3"], "--seed must be an integer >= 0"),
