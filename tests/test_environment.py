@@ -55,6 +55,7 @@ DIST_NAME = {
     "arviz_plots": "arviz-plots",
     "arviz_base": "arviz-base",
     "arviz_stats": "arviz-stats",
+    "IPython": "ipython",
 }
 FIRST_PARTY = {"em", "models", "compare", "tests"}
 
