@@ -51,7 +51,7 @@ bench: $(STAMP)
 # the two in step).
 notebook: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[notebook]"
-	cd examples && ../$(VENV)/bin/jupytext --to ipynb --execute walkthrough.py
+	cd examples && ../$(VENV)/bin/jupytext --to ipynb --set-kernel python3 --execute walkthrough.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -16,12 +16,18 @@ import pandas as pd
 
 from em import BinomialData, MixtureParams, e_step, fit_data, m_step, run_em
 
-try:  # in Jupyter: rich tables and images; as a script: plain text
+try:  # in Jupyter: rich tables and images inline
+    from IPython import get_ipython
     from IPython.display import Image, display
-except ImportError:  # pragma: no cover - the script without the notebook extra
+
+    IN_NOTEBOOK = get_ipython() is not None
+except ImportError:  # the script without the notebook extra
+    IN_NOTEBOOK = False
+if not IN_NOTEBOOK:  # as a script: plain text, figures named
     display, Image = print, (lambda filename: f"[figure: {filename}]")
 
 pd.set_option("display.precision", 7)
+np.set_printoptions(precision=7)
 
 # %% [markdown]
 # ## The data, compressed as in Table 6.1
