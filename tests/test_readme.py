@@ -1,14 +1,25 @@
-"""The README quotes what commands print: its make-report conclusions are regenerated, not typed.
+"""The README quotes what commands print: its example outputs are regenerated, not typed.
 
 ``make readme`` runs ``make report`` and rewrites the block between the markers from
 reports/chapter/results.json (:func:`update`); the test runs the same report and fails when
 the README's block drifts from what it concludes. Numbers are compared to 3 significant
 digits (the sentences print 2-4); figures below 1e-6 (float noise such as a 2.8e-14 nats
 difference) only need to stay below 1e-6.
+
+The other example outputs sit between ``<!-- output of `COMMAND` ... -->`` and
+``<!-- end of output -->``: the test runs each COMMAND as written (``.venv/bin/python`` is
+this interpreter), in README order, in one scratch folder where ``examples/`` is the
+project's, and compares the block with what it printed, line by line. A block with a
+``...`` line quotes an excerpt: its lines must appear in the output in that order.
+:func:`update` rewrites the blocks without ``...``.
 """
 
 import json
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,13 +43,68 @@ def quoted() -> list[str]:
     return [line[2:] for line in body.strip().splitlines() if line.startswith("- ")]
 
 
+OUTPUT = re.compile(
+    r"(<!-- output of `(?P<cmd>[^`]+)`[^>]*-->\n)```\n(?P<body>.*?)```\n(<!-- end of output -->)",
+    re.S,
+)
+
+
 def update(results_json=ROOT / "reports" / "chapter" / "results.json") -> None:
-    """Rewrite the README's block from a results.json (``make readme``)."""
+    """Rewrite the README's blocks: the conclusions from a results.json, the outputs from
+    their commands (``make readme``)."""
     conclusions = json.loads(Path(results_json).read_text())["conclusions"]
     text = README.read_text()
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
-    README.write_text(f"{head}{BEGIN}\n{block(conclusions)}\n{END}{tail}")
+    text = f"{head}{BEGIN}\n{block(conclusions)}\n{END}{tail}"
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        outputs = iter(run_outputs(text, Path(scratch)))
+
+        def fill(m):
+            printed = next(outputs)
+            if "\n...\n" in f"\n{m['body']}":
+                return m.group(0)  # an excerpt: kept as chosen, checked by the test
+            return f"{m.group(1)}```\n{printed}```\n{m.group(4)}"
+
+        text = OUTPUT.sub(fill, text)
+    README.write_text(text)
+
+
+def run_outputs(text: str, scratch: Path) -> list[str]:
+    """What each output block's command prints, run in README order in ``scratch``."""
+    (scratch / "examples").symlink_to(ROOT / "examples")
+    env = dict(os.environ, MPLBACKEND="Agg", COLUMNS="100")
+    printed = []
+    for m in OUTPUT.finditer(text):
+        argv = [sys.executable if a == ".venv/bin/python" else a for a in shlex.split(m["cmd"])]
+        out = subprocess.run(argv, cwd=scratch, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, f"{m['cmd']}: {out.stderr[-1000:]}"
+        printed.append(out.stdout)
+    return printed
+
+
+def matches(quoted_block: str, printed: str) -> str | None:
+    """None if the block is what was printed (an excerpt: in order); else the first line
+    that is not."""
+    lines = printed.splitlines()
+    if "..." not in quoted_block.splitlines():
+        ours = quoted_block.splitlines()
+        if len(ours) != len(lines):
+            return f"{len(ours)} lines quoted, {len(lines)} printed"
+        bad = [a for a, b in zip(ours, lines, strict=True) if not same(a, b)]
+        return bad[0] if bad else None
+    at = 0
+    for line in quoted_block.splitlines():
+        if line == "...":
+            continue
+        while at < len(lines) and not same(line, lines[at]):
+            at += 1
+        if at == len(lines):
+            return line
+        at += 1
+    return None
 
 
 def same(a: str, b: str) -> bool:
@@ -72,3 +138,22 @@ def test_readme_conclusions_are_what_make_report_concludes(tmp_path):
     assert len(ours) == len(theirs), "README out of date: run make readme"
     for a, b in zip(ours, theirs, strict=True):
         assert same(a, b), f"README out of date (make readme):\n{a}\n{b}"
+
+
+def test_the_output_comparison_can_fail():
+    printed = "a 1.0\nb 2.0\nc 3.0\n"
+    assert matches("a 1.0\nb 2.0\nc 3.0\n", printed) is None
+    assert matches("a 1.0\n...\nc 3.0\n", printed) is None
+    assert matches("a 1.0\nb 2.0\n", printed) is not None  # a line missing
+    assert matches("c 3.0\n...\na 1.0\n", printed) == "a 1.0"  # out of order
+    assert matches("a 1.0\n...\nc 3.1\n", printed) == "c 3.1"  # a number drifted
+
+
+@pytest.mark.slow
+def test_readme_outputs_are_what_the_commands_print(tmp_path):
+    text = README.read_text()
+    blocks = list(OUTPUT.finditer(text))
+    assert len(blocks) >= 3
+    for m, printed in zip(blocks, run_outputs(text, tmp_path), strict=True):
+        bad = matches(m["body"], printed)
+        assert bad is None, f"README out of date (make readme): `{m['cmd']}`: {bad}"
