@@ -106,7 +106,14 @@ class MixtureParams:
 
     def __getitem__(self, index) -> MixtureParams:
         """Select along the leading batch dimensions."""
-        return MixtureParams(self.weights[index], self.p[index])
+        if isinstance(index, tuple) or self.weights.ndim < 2:  # may reach the component axis
+            return MixtureParams(self.weights[index], self.p[index])
+        # Whole parameter sets of these parameters: as valid as they are, no check needed.
+        w, p = self.weights[index], self.p[index]
+        for arr in (w, p):
+            if arr.flags.owndata:
+                arr.flags.writeable = False
+        return MixtureParams._trusted(w, p)
 
     def to_dict(self) -> dict:
         """Plain lists, for JSON."""

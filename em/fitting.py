@@ -389,6 +389,11 @@ class _Log:
         self.final: list[tuple | None] = [None] * n
 
 
+#: At most this many EM steps open a run of method "newton" before it is certified, for as
+#: long as EM itself converges fast (certifying costs an exact Hessian per run and step).
+WARMUP_MAX = 8
+
+
 def run_em_batch(
     data: BinomialData,
     inits: MixtureParams,
@@ -426,8 +431,8 @@ def run_em_batch(
         log.trace[r].append(float(o))
         log.path[r].append(np.concatenate([batch.weights[r], batch.p[r]]))
     for it in range(max_iter + 1):
-        if it == 0 and max_iter > 0:  # the first step is EM's whatever the start: skip
-            done, newton = np.zeros(len(starts), dtype=bool), _no_newton(batch)
+        if _warming_up(log, batch, it, method, max_iter):
+            done, newton = np.zeros(batch.rows.size, dtype=bool), _no_newton(batch)
         else:
             done, newton = _certify(data, batch, log, prior, fix, tol, method, it, it == max_iter)
         if done.all():
@@ -437,6 +442,28 @@ def run_em_batch(
         newton = tuple(a[keep] for a in newton)
         _step(data, batch, newton, log, prior, fix, method, it + 1, starts)
     return [_make_run(data, r, starts[r], inits[r], log, prior) for r in range(len(starts))]
+
+
+def _warming_up(log: _Log, batch: _Batch, it: int, method: str, max_iter: int) -> bool:
+    """Whether step ``it`` is an EM step taken without certifying first.
+
+    The first step is EM's whatever the start. With method "newton", EM steps continue
+    (at most ``WARMUP_MAX``) while some run's EM increments still shrink by more than half
+    per step: there EM gains digits cheaply, and the Hessian is worth its cost only once
+    EM slows down. Plain EM (method "em") is certified at every step after the first.
+    """
+    if it >= max_iter:
+        return False
+    if it == 0:
+        return True
+    if method != "newton" or it >= WARMUP_MAX:
+        return False
+    return any(_em_is_fast(log.increments[r]) for r in batch.rows)
+
+
+def _em_is_fast(increments) -> bool:
+    d = increments[-2:]
+    return len(d) < 2 or 0 < d[1] < 0.5 * d[0]
 
 
 def _no_newton(batch: _Batch) -> tuple:
@@ -728,7 +755,8 @@ def _squarem(data, batch: _Batch, rows, prior, fix) -> np.ndarray:
         evals[t] += 2
         obj = expect.log_likelihood + log_prior(stab, prior)
         good = (obj >= sub.obj[t] - noise(data, sub.obj[t])) | (alpha[t] == -1.0)
-        _assign(data, batch, rows[t[good]], stab[good], _take(expect, good), prior)
+        if good.any():
+            _assign(data, batch, rows[t[good]], stab[good], _take(expect, good), prior)
         pending[t[good]] = False
         bad = t[~good]
         alpha[bad] = np.where(
@@ -833,7 +861,7 @@ def _make_run(data, r: int, start: str, init: MixtureParams, log: _Log, prior) -
         converged=bool(converged),
         certificate=cert,
         trace=np.asarray(log.trace[r]),
-        path=MixtureParams(path[:, order], path[:, k + order]),
+        path=MixtureParams._trusted(path[:, order], path[:, k + order]),  # accepted iterates
     )
 
 

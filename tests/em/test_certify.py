@@ -253,3 +253,18 @@ def test_collapsed_saddle_is_left_for_the_better_optimum():
     ll_tie = float(binom.logpmf(h, n, h.sum() / n.sum()).sum())
     assert res.log_likelihood >= ll_tie - 1e-6
     assert log_likelihood(tie, res.params) == pytest.approx(res.log_likelihood, abs=1e-9)
+
+
+@pytest.mark.parametrize("warmup", [1, 12])
+def test_longer_warmups_keep_every_run_certified(monkeypatch, warmup):
+    """Regressions: a SQUAREM pass that accepts no row, and EM warm-up steps after some runs
+    have finished (both crashed with a 12-step warm-up)."""
+    from em import fitting
+
+    monkeypatch.setattr(fitting, "WARMUP_MAX", warmup)
+    rng = np.random.default_rng(0)
+    z = rng.random(6000) < 0.3
+    overlapping = BinomialData.from_sequences(rng.binomial(12, np.where(z, 0.62, 0.48)), 12)
+    for data, k in ((overlapping, 2), (BinomialData.chapter(), 3)):
+        res = fitting.fit_data(data, k)
+        assert res.n_converged == len(res.runs) and len(res.optima) == 1
