@@ -46,6 +46,12 @@ def _times(fn, repeats: int) -> np.ndarray:
     return np.asarray(out)
 
 
+def _paired_times(fn_a, fn_b, repeats: int) -> tuple[np.ndarray, np.ndarray]:
+    """Times of two functions called in turn, ``repeats`` times each."""
+    pairs = [(_times(fn_a, 1)[0], _times(fn_b, 1)[0]) for _ in range(repeats)]
+    return tuple(np.asarray(t) for t in zip(*pairs, strict=True))
+
+
 def _simulate(rng, n_seq, trials, weights=(0.3, 0.5, 0.2), p=(0.2, 0.5, 0.8)):
     z = rng.choice(len(weights), size=n_seq, p=weights)
     return rng.binomial(trials, np.asarray(p)[z])
@@ -162,8 +168,8 @@ def bench_fit(n_seq: int, repeats: int) -> None:
     rng = np.random.default_rng(20261123)
     heads = _simulate(rng, n_seq, 10)
     res = em.fit(heads, 10, 3)  # warm-up, and the numbers reported below
-    t_count = _times(lambda: np.bincount(heads), repeats)
-    t_fit = _times(lambda: em.fit(heads, 10, 3), repeats)
+    # Interleaved, so that both see the same state of the machine (memory, caches).
+    t_count, t_fit = _paired_times(lambda: np.bincount(heads), lambda: em.fit(heads, 10, 3), repeats)
     ratio = t_fit.min() / t_count.min()
     print(
         f"(b) N = {n_seq:.0e} sequences x 10 flips, K = 3, default options "

@@ -188,7 +188,7 @@ def newton_system(g: np.ndarray, h: np.ndarray, idx: np.ndarray, gauge: bool, sc
     if gauge:  # the eta block's constant direction: H u = 0 and g . u = 0
         k = g.shape[1] // 2
         # Lifted on the eta block's own scale, so it does not swamp that block's curvature.
-        lift = np.abs(a[:, range(k), range(k)]).mean(axis=-1) / k + 1e-300
+        lift = np.abs(a.diagonal(axis1=1, axis2=2)[:, :k]).mean(axis=-1) / k + 1e-300
         a[:, :k, :k] += lift[:, None, None]
     vals, vecs, s, flat = scaled_eigh(a, scale)
     top = np.maximum(vals[:, -1], 1.0)
@@ -203,8 +203,11 @@ def newton_system(g: np.ndarray, h: np.ndarray, idx: np.ndarray, gauge: bool, sc
         coef = np.where((definite | saddle)[:, None], proj / np.maximum(vals + shift, 1e-300), 0.0)
     step_free = s * np.matmul(vecs, coef[:, :, None])[:, :, 0]
     gap = np.where(definite, 0.5 * (gs * step_free).sum(axis=-1), np.inf)
-    step = np.zeros_like(g)
-    step[:, idx] = step_free
+    if idx.size == g.shape[1]:
+        step = step_free
+    else:
+        step = np.zeros_like(g)
+        step[:, idx] = step_free
     return np.maximum(gap, 0.0), step, definite, saddle
 
 
@@ -220,8 +223,7 @@ def scaled_eigh(a: np.ndarray, scale: float):
     Returns ``(vals, vecs, s, flat)``: eigenvalues ascending and eigenvectors of the
     scaled matrix, the scaling (B, D), and whether some coordinate was flat (B,).
     """
-    d = a.shape[-1]
-    diag = np.abs(a[:, range(d), range(d)])
+    diag = np.abs(a.diagonal(axis1=1, axis2=2))
     zero = diag <= 1e-13 * scale
     s = 1.0 / np.sqrt(np.where(zero, np.inf, diag))
     vals, vecs = np.linalg.eigh(s[:, :, None] * a * s[:, None, :])

@@ -73,7 +73,7 @@ def gradient_hessian(
     # One Gram matrix holds sum_m c r r^T, sum_m c A A^T and sum_m c r A^T.
     h = -np.matmul(x.transpose(0, 2, 1) * data._counts_f, x)
     grad_lam = sk - pf * tk  # sum_m c A_mk
-    sq = np.einsum("bmk,m,bmk->bk", x[:, :, k:], data._counts_f, resid)  # sum c r e^2
+    sq = np.matmul(data._counts_f, x[:, :, k:] * resid)  # sum_m c r e^2, (B, K)
     simplex = _simplex_curvature(wf)  # diag(w) - w w^T
     g = np.concatenate([nk - n_total * wf, grad_lam], axis=-1)
     diag = np.arange(k)

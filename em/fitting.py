@@ -437,9 +437,10 @@ def run_em_batch(
             done, newton = _certify(data, batch, log, prior, fix, tol, method, it, it == max_iter)
         if done.all():
             break
-        keep = ~done
-        batch = batch.keep(keep)
-        newton = tuple(a[keep] for a in newton)
+        if done.any():
+            keep = ~done
+            batch = batch.keep(keep)
+            newton = tuple(a[keep] for a in newton)
         _step(data, batch, newton, log, prior, fix, method, it + 1, starts)
     return [_make_run(data, r, starts[r], inits[r], log, prior) for r in range(len(starts))]
 
@@ -669,7 +670,7 @@ def _step(data, batch: _Batch, newton, log: _Log, prior, fix, method, it, starts
         log.n_estep[batch.rows[rows]] += evals
         kind[rows[ok]] = 1
     if method == "newton":
-        for i, r in enumerate(batch.rows):
+        for i, r in enumerate(batch.rows.tolist()):
             log.squarem[r] = kind[i] == 0 and (log.squarem[r] or _em_is_slowing(log.increments[r]))
         rows = np.flatnonzero(log.squarem[batch.rows] & (kind == 0))
         if rows.size:
@@ -685,16 +686,18 @@ def _step(data, batch: _Batch, newton, log: _Log, prior, fix, method, it, starts
         _assign(data, batch, em_rows, params, e_step(data, params), prior)
         log.n_estep[sub.rows] += 1
     _check_invariant(data, batch, old, it, starts)
-    for i, r in enumerate(batch.rows):
-        log.n_iter[r] += 1
-        log.trace[r].append(float(batch.obj[i]))
-        log.path[r].append(np.concatenate([batch.weights[i], batch.p[i]]))
-        log.gains[r].append(float(batch.obj[i] - old[i]))
-        if kind[i]:
-            log.increments[r].clear()
-            log.fixed[r] = False
+    log.n_iter[batch.rows] += 1
+    log.fixed[batch.rows[kind != 0]] = False
+    points = np.concatenate([batch.weights, batch.p], axis=-1)
+    objs, gains = batch.obj.tolist(), (batch.obj - old).tolist()
+    for i, (r, em_step) in enumerate(zip(batch.rows.tolist(), (kind == 0).tolist(), strict=True)):
+        log.trace[r].append(objs[i])
+        log.path[r].append(points[i])
+        log.gains[r].append(gains[i])
+        if em_step:
+            log.increments[r].append(gains[i])
         else:
-            log.increments[r].append(float(batch.obj[i] - old[i]))
+            log.increments[r].clear()
 
 
 def _em_is_slowing(increments) -> bool:
@@ -755,7 +758,9 @@ def _squarem(data, batch: _Batch, rows, prior, fix) -> np.ndarray:
         evals[t] += 2
         obj = expect.log_likelihood + log_prior(stab, prior)
         good = (obj >= sub.obj[t] - noise(data, sub.obj[t])) | (alpha[t] == -1.0)
-        if good.any():
+        if good.all():
+            _assign(data, batch, rows[t], stab, expect, prior)
+        elif good.any():
             _assign(data, batch, rows[t[good]], stab[good], _take(expect, good), prior)
         pending[t[good]] = False
         bad = t[~good]
@@ -1053,13 +1058,13 @@ def _starts(data, k, restarts, seq, w0, p0, fix) -> list[tuple[str, MixtureParam
         )
     for i, child in enumerate(seq.spawn(restarts)):
         rng = np.random.default_rng(child)
-        w = rng.dirichlet(np.ones(k))
+        w = rng.dirichlet(np.ones(k))  # a valid mixture by construction
         p = rng.uniform(0.0, 1.0, size=k)
         if fix == "weights":
             w = w0 if w0 is not None else np.full(k, 1.0 / k)
         if fix == "p":
             p = p0
-        starts.append((f"random {i + 1}", MixtureParams(w, p)))
+        starts.append((f"random {i + 1}", MixtureParams._trusted(w, p)))
     if not starts:
         raise ValueError("restarts = 0 needs a starting point: give init_weights or init_p")
     return starts
