@@ -14,8 +14,8 @@ PYTHON ?= $(shell for p in python3.12 python3.13 python3.14 python3 python; do \
 help:
 	@echo "make test    set up .venv and run the whole test suite"
 	@echo "make report  set up .venv and write the EM-versus-Bayes report to reports/chapter/"
-	@echo "make readme  run make report and quote its conclusions in README.md"
-	@echo "make bench   run the four benchmark scripts (prints their figures)"
+	@echo "make readme  run make report; regenerate README.md's example outputs and benchmark quotes"
+	@echo "make bench   run the four benchmark scripts (prints their figures, records them in benchmarks/results/)"
 	@echo "make notebook  install the notebook extra and execute examples/walkthrough.ipynb"
 
 $(PY):
@@ -40,11 +40,17 @@ report: $(STAMP)
 readme: report
 	$(PY) -c "from tests.test_readme import update; update()"
 
+# Each script's figures are also recorded in benchmarks/results/NAME.txt, which the README
+# quotes (make readme pastes them; tests/test_readme.py checks the quotes).
+BENCHES := bench_em bench_csv bench_models bench_study
 bench: $(STAMP)
-	$(PY) benchmarks/bench_em.py
-	$(PY) benchmarks/bench_csv.py
-	$(PY) benchmarks/bench_models.py
-	$(PY) benchmarks/bench_study.py
+	@mkdir -p benchmarks/results
+	@for b in $(BENCHES); do \
+	  echo "$(PY) benchmarks/$$b.py"; \
+	  $(PY) benchmarks/$$b.py > benchmarks/results/$$b.txt.tmp || exit 1; \
+	  mv benchmarks/results/$$b.txt.tmp benchmarks/results/$$b.txt; \
+	  cat benchmarks/results/$$b.txt; \
+	done
 
 # The walk-through notebook: examples/walkthrough.py (the source) executed into
 # examples/walkthrough.ipynb, figures and tables inline (tests/test_walkthrough.py keeps

@@ -23,6 +23,7 @@ machine), medians beside them. Run: ``make bench`` or
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 import warnings
@@ -169,7 +170,9 @@ def bench_fit(n_seq: int, repeats: int) -> None:
     heads = _simulate(rng, n_seq, 10)
     res = em.fit(heads, 10, 3)  # warm-up, and the numbers reported below
     # Interleaved, so that both see the same state of the machine (memory, caches).
-    t_count, t_fit = _paired_times(lambda: np.bincount(heads), lambda: em.fit(heads, 10, 3), repeats)
+    t_count, t_fit = _paired_times(
+        lambda: np.bincount(heads), lambda: em.fit(heads, 10, 3), repeats
+    )
     ratio = t_fit.min() / t_count.min()
     print(
         f"(b) N = {n_seq:.0e} sequences x 10 flips, K = 3, default options "
@@ -251,7 +254,7 @@ def main() -> None:
 
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, "
-        f"scikit-learn {sklearn.__version__}, {platform.machine()}"
+        f"scikit-learn {sklearn.__version__}, {platform.machine()}, {os.cpu_count()} cores"
     )
     bench_overlapping(2 if args.quick else 3)
     bench_fit(10**7 // scale, repeats)

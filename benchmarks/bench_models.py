@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="200 + 200 draws")
     args = parser.parse_args()
     draws = tune = 200 if args.quick else 1000
+    import nutpie
+    import pymc
+    import pytensor
+
+    print(
+        f"python {platform.python_version()}, pymc {pymc.__version__}, pytensor "
+        f"{pytensor.__version__}, nutpie {nutpie.__version__}, {platform.machine()}, "
+        f"{os.cpu_count()} cores",
+        flush=True,
+    )
     bench_samplers(draws, tune)
     bench_scaling(draws, tune)
 

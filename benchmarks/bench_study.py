@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import platform
 import tempfile
 import time
 from dataclasses import replace
@@ -30,6 +32,13 @@ def main() -> None:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     spec = replace(load_spec(ROOT / "examples" / "study_small.toml"), replicates=args.replicates)
     total = len(spec.tasks())
+    import dask
+    import nutpie
+
+    print(
+        f"python {platform.python_version()}, dask {dask.__version__}, nutpie "
+        f"{nutpie.__version__}, {platform.machine()}, {os.cpu_count()} cores"
+    )
     print(
         f"{len(spec.cells)} cells x {spec.replicates} replicates = {total}, "
         f"{spec.chains} chains x ({spec.tune} + {spec.draws}) draws per replicate"

@@ -226,10 +226,11 @@ def _compiled(k: int, trials: int):
     if key not in _COMPILED:
         import nutpie
 
-        from models import MixtureModel
+        from models import MixtureModel, reproducible_compilation
 
         mm = MixtureModel(_AllOutcomes(trials, np.ones(trials + 1, dtype=np.int64)), k)
-        _COMPILED[key] = (mm, nutpie.compile_pymc_model(mm.model))
+        with reproducible_compilation():
+            _COMPILED[key] = (mm, nutpie.compile_pymc_model(mm.model))
         COMPILE_EVENTS.append(key)
     return _COMPILED[key]
 

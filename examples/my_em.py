@@ -16,6 +16,7 @@ from scipy.special import gammaln, logsumexp
 
 
 def fit(heads, trials, n_components, seed):
+    """(weights, p) of a K-coin binomial mixture, by plain EM from one random start."""
     heads, trials = np.asarray(heads, float), np.asarray(trials, float)
     rng = np.random.default_rng(seed)
     w = rng.dirichlet(np.ones(n_components))
@@ -35,7 +36,8 @@ def fit(heads, trials, n_components, seed):
         # M-step
         expected = resp.sum(axis=0)
         w = expected / expected.sum()
-        p = np.clip((resp * heads[:, None]).sum(0) / (resp * trials[:, None]).sum(0), 1e-12, 1 - 1e-12)
+        p = (resp * heads[:, None]).sum(0) / (resp * trials[:, None]).sum(0)
+        p = np.clip(p, 1e-12, 1 - 1e-12)
         if loglik.sum() - previous < 1e-6:
             break
         previous = loglik.sum()

@@ -37,10 +37,13 @@ def _floats(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
 
 
 def main(argv=None) -> int:
+    """Write the simulated sequences to OUT.csv; the exit status."""
     ap = argparse.ArgumentParser(prog="examples/simulate.py", description=__doc__.split("\n")[0])
     ap.add_argument("out", metavar="OUT.csv")
     ap.add_argument("--n", type=int, required=True, help="number of sequences")

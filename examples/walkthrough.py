@@ -47,7 +47,8 @@ start = MixtureParams(weights=[0.25, 0.5, 0.25], p=[0.4, 0.5, 0.65])
 expect = e_step(data, start)
 coins = ["c_1", "c_2", "c_3"]
 display(pd.DataFrame(expect.resp, index=data.heads, columns=coins).rename_axis("Table 6.1"))
-print("(6.10) expected sequences per coin:", expect.expected_counts, "sum", expect.expected_counts.sum())
+counts = expect.expected_counts
+print("(6.10) expected sequences per coin:", counts, "sum", counts.sum())
 display(
     pd.DataFrame(expect.expected_outcome_counts, index=data.heads, columns=coins).rename_axis(
         "Table 6.2"

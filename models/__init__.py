@@ -14,7 +14,14 @@ SAMPLERS = ("nutpie", "pymc")
 #: (nutpie compiles the model at every call); the README quotes the figures.
 DEFAULT_SAMPLER = "pymc"
 
-_LAZY = ("MapResult", "MixtureModel", "check_prior", "load_posterior", "save_posterior")
+_LAZY = (
+    "MapResult",
+    "MixtureModel",
+    "check_prior",
+    "load_posterior",
+    "reproducible_compilation",
+    "save_posterior",
+)
 
 __all__ = [
     "COMPONENT",

@@ -39,12 +39,27 @@ __all__ = [
     "check_prior",
     "save_posterior",
     "load_posterior",
+    "reproducible_compilation",
 ]
 
 # Point evaluations (log-densities, the MAP search) run the graph in Python: a few hundred
 # calls cost well under a second, while compiling them first costs about 20 s in a fresh
 # process. NUTS, which evaluates the gradient millions of times, compiles as PyMC chooses.
 _PY_MODE = pytensor.compile.mode.Mode(linker="py", optimizer="fast_run")
+
+
+def reproducible_compilation():
+    """PyTensor flags under which the samplers' functions are compiled (a context manager).
+
+    Numba's fastmath lets LLVM reassociate floating-point sums, and it does so differently
+    when a graph is compiled cold (one module, inlined) than when it is linked from the
+    compile cache: log-densities then differ in the last bits (up to 3e-14 here) and NUTS
+    trajectories, hence results.json, differ between a cold and a warm cache. Without
+    fastmath both give the same bits.
+    """
+    return pytensor.config.change_flags(numba__fastmath=False)
+
+
 # Above this many numbers, a per-draw derived array is summarised by its mean only.
 _MAX_DERIVED = 20_000_000
 # Largest count the float64 count data hold exactly (em's MAX_SEQUENCES; not imported).
@@ -462,7 +477,7 @@ class MixtureModel:
             # PyMC's own multiprocess sampler forks; Python 3.12 warns about fork in
             # threaded processes. Harmless here (notes/pymc6-arviz1.md, pitfall 8).
             warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
-            with self.model:
+            with self.model, reproducible_compilation():
                 idata = pm.sample(
                     draws=draws,
                     tune=tune,

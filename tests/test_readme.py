@@ -12,6 +12,12 @@ this interpreter), in README order, in one scratch folder where ``examples/`` is
 project's, and compares the block with what it printed, line by line. A block with a
 ``...`` line quotes an excerpt: its lines must appear in the output in that order.
 :func:`update` rewrites the blocks without ``...``.
+
+Benchmark figures take minutes to print, so they are not rerun here: ``make bench`` records
+what each script printed in benchmarks/results/NAME.txt, the README quotes those records
+between ``<!-- figures printed by `COMMAND`, recorded in FILE -->`` and ``<!-- end of
+figures -->`` (:func:`update` pastes them), and the test checks that every quote is its
+record, word for word.
 """
 
 import json
@@ -49,6 +55,13 @@ OUTPUT = re.compile(
 )
 
 
+FIGURES = re.compile(
+    r"(<!-- figures printed by `(?P<cmd>[^`]+)`, recorded in (?P<file>\S+) -->\n)"
+    r"```\n(?P<body>.*?)```\n(<!-- end of figures -->)",
+    re.S,
+)
+
+
 def update(results_json=ROOT / "reports" / "chapter" / "results.json") -> None:
     """Rewrite the README's blocks: the conclusions from a results.json, the outputs from
     their commands (``make readme``)."""
@@ -69,6 +82,9 @@ def update(results_json=ROOT / "reports" / "chapter" / "results.json") -> None:
             return f"{m.group(1)}```\n{printed}```\n{m.group(4)}"
 
         text = OUTPUT.sub(fill, text)
+    text = FIGURES.sub(
+        lambda m: f"{m.group(1)}```\n{(ROOT / m['file']).read_text()}```\n{m.group(5)}", text
+    )
     README.write_text(text)
 
 
@@ -157,3 +173,15 @@ def test_readme_outputs_are_what_the_commands_print(tmp_path):
     for m, printed in zip(blocks, run_outputs(text, tmp_path), strict=True):
         bad = matches(m["body"], printed)
         assert bad is None, f"README out of date (make readme): `{m['cmd']}`: {bad}"
+
+
+def test_readme_benchmark_figures_are_the_recorded_outputs():
+    quotes = list(FIGURES.finditer(README.read_text()))
+    scripts = sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
+    assert sorted(Path(m["file"]).stem for m in quotes) == scripts, "a benchmark is not quoted"
+    for m in quotes:
+        record = ROOT / m["file"]
+        script = Path(shlex.split(m["cmd"])[1]).stem
+        assert record.parent == ROOT / "benchmarks" / "results" and record.stem == script
+        assert m["body"] == record.read_text(), f"README out of date (make readme): {record}"
+        assert m["body"].startswith("python 3."), f"{record} is not what the script prints"
