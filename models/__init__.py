@@ -10,8 +10,9 @@ import importlib
 COMPONENT = "component"
 OUTCOME = "outcome"
 SAMPLERS = ("nutpie", "pymc")
-#: The faster of the two on this model, cold and warm: benchmarks/bench_models.py prints both
-#: (nutpie compiles the model at every call); the README quotes the figures.
+#: The faster of the two on this model with a warm compile cache (cold, the two are close):
+#: benchmarks/bench_models.py prints both (nutpie compiles the model at every call); the
+#: README quotes the figures.
 DEFAULT_SAMPLER = "pymc"
 
 _LAZY = (
