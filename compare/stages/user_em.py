@@ -155,11 +155,14 @@ def _intervals(est: MixtureParams, labels: Labels) -> dict | None:
     if not labels.identified:
         return None
     lo_q, hi_q = (1 - CI_PROB) / 2, (1 + CI_PROB) / 2
+    # The relabelled draws follow EM's components, by increasing p: so does the estimate,
+    # each weight staying with its own bias.
+    est = est.sorted()
     out = {}
     for name, draws, values in (("p", labels.p, est.p), ("weights", labels.weights, est.weights)):
         flat = draws.reshape(-1, draws.shape[-1])
         lo, hi = np.quantile(flat, [lo_q, hi_q], axis=0)
-        out[name] = [bool(a <= x <= b) for x, a, b in zip(np.sort(values), lo, hi, strict=True)]
+        out[name] = [bool(a <= x <= b) for x, a, b in zip(values, lo, hi, strict=True)]
     return out
 
 

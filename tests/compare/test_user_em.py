@@ -112,3 +112,16 @@ def test_another_programs_fit_runs_in_a_child(tmp_path):
         run_fit(f"{tmp_path / 'theirs.py'}:broken", heads, trials, 2, 0, timeout=60)
     with pytest.raises(ValueError, match="weights must be 2 numbers"):
         run_fit(f"{tmp_path / 'theirs.py'}:shapes", heads, trials, 2, 0, timeout=60)
+
+
+def test_interval_check_keeps_each_weight_with_its_bias():
+    # A heavier low-p coin: sorting weights on their own would pair 0.3 with p = 0.3.
+    rng = np.random.default_rng(5)
+    data = BinomialData.from_sequences(simulate(rng, 400, 20, [0.7, 0.3], [0.3, 0.75]), 20)
+    a = build(data, 2)
+    mle = fit_data(data, 2).params
+    flipped = judge(a, mle.weights[::-1], mle.p[::-1])  # the same mixture, other labels
+    assert flipped.in_intervals == {"p": [True, True], "weights": [True, True]}
+    swapped = judge(a, mle.weights[::-1], mle.p)  # each bias with the other's weight
+    assert swapped.in_intervals["p"] == [True, True]
+    assert swapped.in_intervals["weights"] == [False, False]
