@@ -3,9 +3,11 @@
 Each stage is a function returning a frozen dataclass (``compare/stages/``); the
 conclusions are derived from the :class:`Analysis` (:mod:`compare.conclusions`) and the
 report renders it (:mod:`compare.report`). Every random choice comes from
-``np.random.SeedSequence(options.seed)``: child 0 ML-EM, 1 MAP-EM, 2 PyMC's mode search,
-3 and 4 NUTS on the exchangeable and ordered models, 5 and 6 model selection's EM and
-posteriors, 7 the overdispersion test's bootstrap, 8 the seed given to an --em-result function.
+``options.seed``. EM's restarts (ML-EM, MAP-EM, and every K of model selection) are seeded
+with it as ``em fit --seed`` seeds them, so that both print the same fit; everything else
+comes from the children of :func:`analysis_seeds`: 2 PyMC's mode search, 3 and 4 NUTS on the
+exchangeable and ordered models, 6 model selection's posteriors, 7 the overdispersion test's
+bootstrap, 8 the seed given to an --em-result function (0, 1 and 5 are unused).
 """
 
 from __future__ import annotations
@@ -108,6 +110,17 @@ class Analysis:
         }
 
 
+#: The branch of ``SeedSequence(seed)`` that every random choice but EM's restarts comes from.
+#: EM's restarts are its children (0,), (1,), ... (one per restart); no restart reaches this
+#: key, so no other choice shares a stream with a restart.
+OTHER_CHOICES_KEY = 2**32
+
+
+def analysis_seeds(seed: int) -> list[np.random.SeedSequence]:
+    """The nine children the report's random choices other than EM's restarts come from."""
+    return np.random.SeedSequence(seed, spawn_key=(OTHER_CHOICES_KEY,)).spawn(9)
+
+
 def run_analysis(
     data: BinomialData,
     opts: ReportOptions,
@@ -120,13 +133,13 @@ def run_analysis(
     ``user`` (an estimate from another EM), it is judged beside the built-in EM.
     """
     validate_options(opts)
-    seeds = np.random.SeedSequence(opts.seed).spawn(8)
+    seeds = analysis_seeds(opts.seed)
     rows = None
     if ks is not None and len(ks) > 1:
-        rows, _ = criteria_stage(data, ks, opts.restarts, seeds[5])
+        rows, _ = criteria_stage(data, ks, opts.restarts, opts.seed)
         opts = replace(opts, components=min(rows, key=lambda r: r["bic"])["k"])
     k, prior = opts.components, opts.prior
-    em = em_stage(data, opts, seeds[0:2])
+    em = em_stage(data, opts, opts.seed)
     models = [
         MixtureModel(data, k, ordered=o, prior_weights=list(prior.alpha), prior_p=opts.prior_p)
         for o in (False, True)

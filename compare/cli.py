@@ -16,8 +16,6 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
-
 from em import load_data
 from em import options as o
 from models import DEFAULT_SAMPLER, SAMPLERS
@@ -104,6 +102,7 @@ def _user_estimate(spec: str, data, opts, timeout: float):
     k = opts.components
     if spec.endswith(".json"):
         return read_estimate(spec, k)
+    from compare.analysis import analysis_seeds
     from compare.check import run_fit
     from compare.stages.fits import seed_int
 
@@ -113,7 +112,7 @@ def _user_estimate(spec: str, data, opts, timeout: float):
             "the estimate to a JSON file instead"
         )
     heads, trials = data.expand()
-    seed = seed_int(np.random.SeedSequence(opts.seed).spawn(9)[8])
+    seed = seed_int(analysis_seeds(opts.seed)[8])
     weights, p = run_fit(spec, heads, trials, k, seed, timeout=timeout)
     return estimate_from(weights, p, None, k, f"--em-result {spec}")
 

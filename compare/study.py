@@ -292,10 +292,10 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
     out: dict = {}
 
     t0 = time.perf_counter()
-    em_seeds = s_em.spawn(3)
+    em_seed = seed_int(s_em)  # every EM fit of the replicate: the same restarts
     k = cell.components[0]
     if len(cell.components) > 1:
-        rows, _ = criteria_stage(data, list(cell.components), spec.restarts, em_seeds[2])
+        rows, _ = criteria_stage(data, list(cell.components), spec.restarts, em_seed)
         preferred = {c: min(rows, key=lambda row, c=c: row[c])["k"] for c in ("aic", "bic", "icl")}
         out.update({f"k_{c}": kk for c, kk in preferred.items()})
         k = preferred["bic"]
@@ -312,7 +312,7 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
         sampler="nutpie",
         map_random_starts=2,
     )
-    em = em_stage(data, opts, em_seeds[:2])
+    em = em_stage(data, opts, em_seed)
     out.update(_em_row(data, opts, em, truth, spec.reference_restarts, s_ref))
     out["em_seconds"] = time.perf_counter() - t0
 

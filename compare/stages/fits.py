@@ -85,15 +85,19 @@ def fit_summary(res: FitResult) -> dict:
     }
 
 
-def em_stage(data: BinomialData, opts: ReportOptions, seeds) -> EMStage:
-    """ML-EM and MAP-EM, each with ``opts.restarts`` seeded restarts."""
+def em_stage(data: BinomialData, opts: ReportOptions, seed: int) -> EMStage:
+    """ML-EM and MAP-EM, each with ``opts.restarts`` restarts seeded by ``seed``.
+
+    The restarts are those of ``em fit --seed SEED`` (children of ``SeedSequence(seed)``), so
+    the report's fit, its figures and ICL are the ones ``em fit`` prints for the same seed.
+    """
     k, prior = opts.components, opts.prior
-    ml = fit_data(data, k, restarts=opts.restarts, seed=seed_int(seeds[0]))
+    ml = fit_data(data, k, restarts=opts.restarts, seed=seed)
     map_em = fit_data(
         data,
         k,
         restarts=opts.restarts,
-        seed=seed_int(seeds[1]),
+        seed=seed,
         prior_weights=list(prior.alpha),
         prior_p=(prior.a, prior.b),
     )

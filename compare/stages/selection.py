@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from compare.selection import arviz_compare, weighted_loo
-from compare.stages.fits import seed_int
 from em import BinomialData, FitResult, information_criteria
 from em import fit_data as _fit
 from models import MixtureModel
@@ -45,9 +44,11 @@ class Selection:
         }
 
 
-def criteria_stage(data: BinomialData, ks: list[int], restarts: int, seed) -> tuple[list, list]:
-    """Certified EM for every K: the criteria rows and the fits."""
-    fits: list[FitResult] = [_fit(data, k, restarts=restarts, seed=seed_int(seed)) for k in ks]
+def criteria_stage(
+    data: BinomialData, ks: list[int], restarts: int, seed: int
+) -> tuple[list, list]:
+    """Certified EM for every K (restarts seeded as ``em fit --seed``): rows and fits."""
+    fits: list[FitResult] = [_fit(data, k, restarts=restarts, seed=seed) for k in ks]
     rows = []
     for fit in fits:
         row = information_criteria(fit)

@@ -222,6 +222,15 @@ def test_model_selection_over_a_range(tmp_path):
     assert results["model_selection_detailed_k"] == 2 and results["options"]["components"] == 2
     assert results["model_selection_compare"][0]["model"] in {"K=2", "K=3"}
     assert (out / "figures" / "model_selection.png").is_file()
+    # every K's EM is the fit `em fit --components K --seed 2` makes: the same figures, ICL
+    # included, and the detailed K's fit is that row's
+    from em import fit_data, information_criteria
+
+    for r in rows:
+        mine = information_criteria(fit_data(data, r["k"], restarts=SMALL["restarts"], seed=2))
+        assert all(r[c] == mine[c] for c in ("log_likelihood", "aic", "bic", "icl"))
+    detailed = results["em"]["ml"]["log_likelihood"]
+    assert detailed == next(r["log_likelihood"] for r in rows if r["k"] == 2)
     # the weighted per-outcome LOO is ArviZ's LOO on the sequences one by one
     import arviz as az
     import xarray as xr
