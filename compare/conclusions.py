@@ -98,6 +98,12 @@ def agreement(a) -> Finding:
             "agreement_no_verdict",
             "No verdict on EM against the posterior mode: EM's best run is not certified.",
         )
+    if agr.status == "map_not_converged":
+        return Finding(
+            "agreement_no_verdict",
+            "No verdict on EM against the posterior mode: no search of PyMC's ends, after "
+            "certified MAP-EM from its end point, at a certified mode.",
+        )
     best = agr.best
     if agr.status == "em_missed_mode":
         mode = agr.mode.polished

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from compare.conclusions import conclusions
-from compare.health import summary_rows
 from compare.settings import CI_PROB
 from compare.stages.uncertainty import draw_stats
 
@@ -270,25 +269,21 @@ def posterior(a, figures: dict) -> dict:
             "rank-normalised split R-hat.",
         )
     ]
-    groups = [("ordered model", {"w": a.sampling.ordered.weights, "p": a.sampling.ordered.p})]
-    if lab.identified:
-        groups.insert(0, ("relabelled", {"w": lab.weights, "p": lab.p}))
     rows = []
-    for label, arrays in groups:
-        for r in summary_rows(arrays, ["p", "w"]):
-            rows.append(
-                [
-                    label,
-                    r["parameter"],
-                    _f(r["mean"]),
-                    _f(r["sd"], 3),
-                    f"{_f(r['ci_lower'])} to {_f(r['ci_upper'])}",
-                    _f(r["mcse_mean"], 2),
-                    _f(r["ess_bulk"], 4),
-                    _f(r["ess_tail"], 4),
-                    _f(r["r_hat"], 4),
-                ]
-            )
+    for label, r in a.health.summary:
+        rows.append(
+            [
+                label,
+                r["parameter"],
+                _f(r["mean"]),
+                _f(r["sd"], 3),
+                f"{_f(r['ci_lower'])} to {_f(r['ci_upper'])}",
+                _f(r["mcse_mean"], 2),
+                _f(r["ess_bulk"], 4),
+                _f(r["ess_tail"], 4),
+                _f(r["r_hat"], 4),
+            ]
+        )
     header_row = [
         "draws",
         "parameter",

@@ -104,6 +104,47 @@ def _int(value, where: str, minimum: int) -> int:
     return value
 
 
+def _cell(c, where: str, j: int, default_components) -> Cell:
+    """One [[cells]] table, checked; a ValueError names it (``where``) and the bad key."""
+    from em import parse_components
+
+    if not isinstance(c, dict):
+        raise ValueError(f"{where} must be a table ([[cells]]), got {c!r}")
+    for key in c:
+        if key not in {"name", "weights", "p", "trials", "n", "components"}:
+            raise ValueError(f"{where}: unknown key {key!r}")
+    for key in ("weights", "p", "trials", "n"):
+        if key not in c:
+            raise ValueError(f"{where}: missing key {key!r}")
+    w, p = c["weights"], c["p"]
+    if (
+        not isinstance(w, list)
+        or not isinstance(p, list)
+        or len(w) != len(p)
+        or not w
+        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in w + p)
+    ):
+        raise ValueError(f"{where}: weights and p must be lists of numbers of one length")
+    if not all(math.isfinite(x) for x in w + p):
+        raise ValueError(f"{where}: weights and p must be finite numbers, got {w} and {p}")
+    if abs(sum(w) - 1) > 1e-9 or min(w) < 0:
+        raise ValueError(f"{where}: weights must be >= 0 and sum to 1, got {w}")
+    if min(p) < 0 or max(p) > 1:
+        raise ValueError(f"{where}: p must lie in [0, 1], got {p}")
+    trials = _int(c["trials"], f"{where}.trials", 1)
+    n = _int(c["n"], f"{where}.n", 1)
+    comp = c.get("components", default_components)
+    comp = len(w) if comp is None else comp
+    try:
+        ks = tuple(parse_components(comp))
+    except ValueError:
+        raise ValueError(
+            f"{where}: components must be an integer >= 1 or 'LOW-HIGH', got {comp!r}"
+        ) from None
+    name = str(c.get("name", f"cell {j}"))
+    return Cell(name, tuple(map(float, w)), tuple(map(float, p)), trials, n, ks)
+
+
 def load_spec(path, seed: int | None = None) -> StudySpec:
     """Read and check a SPEC; a ValueError names the file and the bad key."""
     path = Path(path)
@@ -140,54 +181,7 @@ def load_spec(path, seed: int | None = None) -> StudySpec:
     cells_raw = raw.get("cells")
     if not isinstance(cells_raw, list) or not cells_raw:
         raise ValueError(f"{path}: needs at least one [[cells]] table")
-    cells = []
-    from em import parse_components
-
-    for j, c in enumerate(cells_raw):
-        where = f"{path}: cells[{j}]"
-        if not isinstance(c, dict):
-            raise ValueError(f"{where} must be a table ([[cells]]), got {c!r}")
-        for key in c:
-            if key not in {"name", "weights", "p", "trials", "n", "components"}:
-                raise ValueError(f"{where}: unknown key {key!r}")
-        for key in ("weights", "p", "trials", "n"):
-            if key not in c:
-                raise ValueError(f"{where}: missing key {key!r}")
-        w, p = c["weights"], c["p"]
-        if (
-            not isinstance(w, list)
-            or not isinstance(p, list)
-            or len(w) != len(p)
-            or not w
-            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in w + p)
-        ):
-            raise ValueError(f"{where}: weights and p must be lists of numbers of one length")
-        if not all(math.isfinite(x) for x in w + p):
-            raise ValueError(f"{where}: weights and p must be finite numbers, got {w} and {p}")
-        if abs(sum(w) - 1) > 1e-9 or min(w) < 0:
-            raise ValueError(f"{where}: weights must be >= 0 and sum to 1, got {w}")
-        if min(p) < 0 or max(p) > 1:
-            raise ValueError(f"{where}: p must lie in [0, 1], got {p}")
-        trials = _int(c["trials"], f"{where}.trials", 1)
-        n = _int(c["n"], f"{where}.n", 1)
-        comp = c.get("components", fit["components"])
-        comp = len(w) if comp is None else comp
-        try:
-            ks = tuple(parse_components(comp))
-        except ValueError:
-            raise ValueError(
-                f"{where}: components must be an integer >= 1 or 'LOW-HIGH', got {comp!r}"
-            ) from None
-        cells.append(
-            Cell(
-                str(c.get("name", f"cell {j}")),
-                tuple(map(float, w)),
-                tuple(map(float, p)),
-                trials,
-                n,
-                ks,
-            )
-        )
+    cells = [_cell(c, f"{path}: cells[{j}]", j, fit["components"]) for j, c in enumerate(cells_raw)]
     return StudySpec(
         tuple(cells),
         replicates,
@@ -279,7 +273,6 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
     from compare.stages.identifiability import identifiability_stage
     from compare.stages.labels import labels_stage
     from compare.stages.sampling import Posterior, SamplingStage, draws_of
-    from compare.stages.selection import criteria_stage
     from em import BinomialData, MixtureParams
 
     ss = np.random.SeedSequence(spec.seed, spawn_key=(i, r))
@@ -293,15 +286,8 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
 
     t0 = time.perf_counter()
     em_seed = seed_int(s_em)  # every EM fit of the replicate: the same restarts
-    k = cell.components[0]
-    if len(cell.components) > 1:
-        rows, _ = criteria_stage(data, list(cell.components), spec.restarts, em_seed)
-        preferred = {c: min(rows, key=lambda row, c=c: row[c])["k"] for c in ("aic", "bic", "icl")}
-        out.update({f"k_{c}": kk for c, kk in preferred.items()})
-        k = preferred["bic"]
-    else:
-        out.update({"k_aic": k, "k_bic": k, "k_icl": k})
-    out["k_fit"] = k
+    out.update(_choose_k(data, cell, spec.restarts, em_seed))
+    k = out["k_fit"]
     opts = ReportOptions(
         components=k,
         seed=spec.seed,
@@ -334,7 +320,7 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
     w, p = draws_of(idata)
     sampling = SamplingStage(Posterior("exchangeable", w, p, idata), None, {})
     labels = labels_stage(data, em, sampling, ident)
-    health = health_stage(sampling, labels).exchangeable
+    health = health_stage(sampling, labels, summary=False).exchangeable
     out["labels_identified"] = labels.identified
     out["label_switching"] = _flag(labels.detected)
     out["rhat_invariant"] = _nan(health.max_rhat)
@@ -346,6 +332,18 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
     out["mcmc_seconds"] = time.perf_counter() - t1
     out["compiled_models"] = len(COMPILE_EVENTS) - n_before  # 0: all reused in this process
     return out
+
+
+def _choose_k(data, cell: Cell, restarts: int, em_seed: int) -> dict:
+    """The K each criterion prefers among the cell's (BIC's is fitted): ``k_*`` columns."""
+    from compare.stages.selection import criteria_stage
+
+    if len(cell.components) == 1:
+        k = cell.components[0]
+        return {"k_aic": k, "k_bic": k, "k_icl": k, "k_fit": k}
+    rows, _ = criteria_stage(data, list(cell.components), restarts, em_seed)
+    preferred = {c: min(rows, key=lambda row, c=c: row[c])["k"] for c in ("aic", "bic", "icl")}
+    return {**{f"k_{c}": kk for c, kk in preferred.items()}, "k_fit": preferred["bic"]}
 
 
 def _flag(value) -> float:
@@ -828,16 +826,20 @@ def summarise(out, spec: StudySpec) -> dict:
     return {"cells": cells, "errors": errors, "total_replicates": int(len(rows))}
 
 
-def _write_study_report(out: Path, spec: StudySpec, summary: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from compare.report import render_html, render_markdown
+    fig.savefig(path, dpi=90, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
 
-    (out / "figures").mkdir(exist_ok=True)
-    cells = summary["cells"]
+
+def _rate_figures(out: Path, cells: list[dict]) -> dict:
+    """Rate figures, with Wilson intervals; their file names by rate.
+
+    EM's global optimum against the separation of the biases, MAP/EM agreement against N.
+    """
+    import matplotlib.pyplot as plt
+
     figs = {}
     for key, xkey, label, name in (
         (
@@ -859,32 +861,49 @@ def _write_study_report(out: Path, spec: StudySpec, summary: dict) -> None:
         ax.set_ylabel(dict(_RATES)[key] + " (rate)")
         if xkey == "n":
             ax.set_xscale("log")
-        fig.savefig(
-            out / "figures" / name, dpi=90, bbox_inches="tight", metadata={"Software": None}
-        )
-        plt.close(fig)
+        _save(fig, out / "figures" / name)
         figs[key] = name
+    return figs
+
+
+def _coverage_figure(out: Path, cells: list[dict]) -> str:
+    """Coverage of the true biases against N; the figure's file name.
+
+    EM's Wald and the posterior's equal-tailed intervals, at the report's interval
+    probability, which is drawn as the nominal level.
+    """
+    import matplotlib.pyplot as plt
+
+    from compare.settings import CI_PROB
+
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for col, mark, lab in (
-        ("em_coverage_p", "o", "EM (Wald 89%)"),
-        ("posterior_coverage_p", "s", "posterior (ETI 89%)"),
+        ("em_coverage_p", "o", f"EM (Wald {CI_PROB:.0%})"),
+        ("posterior_coverage_p", "s", f"posterior (ETI {CI_PROB:.0%})"),
     ):
         pts = [(c["n"], c[col]) for c in cells if col in c]
         if pts:
             ax.plot(*zip(*pts, strict=True), mark, label=lab)
-    ax.axhline(0.89, color="0.5", lw=0.8)
+    ax.axhline(CI_PROB, color="0.5", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("sequences N")
     ax.set_ylabel("coverage of the true p")
     ax.legend(fontsize=8)
-    fig.savefig(
-        out / "figures" / "coverage_vs_n.png",
-        dpi=90,
-        bbox_inches="tight",
-        metadata={"Software": None},
-    )
-    plt.close(fig)
-    figs["coverage"] = "coverage_vs_n.png"
+    _save(fig, out / "figures" / "coverage_vs_n.png")
+    return "coverage_vs_n.png"
+
+
+def _write_study_report(out: Path, spec: StudySpec, summary: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    from compare.report import render_html, render_markdown
+
+    (out / "figures").mkdir(exist_ok=True)
+    cells = summary["cells"]
+    figs = _rate_figures(out, cells)
+    figs["coverage"] = _coverage_figure(out, cells)
 
     def pct(entry, key):
         if key not in entry:

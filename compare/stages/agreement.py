@@ -8,7 +8,8 @@ certified MAP-EM reaches from the end point of one of PyMC's searches. Three out
 - EM, started from a search's end point, converges (certified) to an objective above EM's
   best by more than the tolerance: **EM missed a higher mode**, which none of its restarts
   reached;
-- EM's best run did not converge: **not converged**, never a disagreement.
+- EM's best run did not converge, or no search ends at a certified mode: **not
+  converged** (``em_not_converged``, ``map_not_converged``), never a disagreement.
 
 Anything else (modes of equal height with different parameters) is a disagreement.
 """
@@ -33,7 +34,9 @@ class Agreement:
     Attributes
     ----------
     status : str
-        ``"agree"``, ``"disagree"``, ``"em_missed_mode"`` or ``"em_not_converged"``.
+        ``"agree"``, ``"disagree"``, ``"em_missed_mode"``, ``"em_not_converged"`` or
+        ``"map_not_converged"`` (no search of PyMC's ends, after polishing, at a certified
+        mode: nothing to compare EM with).
     best : dict or None
         EM's best optimum against the highest certified mode (:func:`compare_fits`).
     mode : Mode or None
@@ -56,8 +59,8 @@ class Agreement:
 
     @property
     def agree(self) -> bool | None:
-        """True or False; None when EM did not converge (no verdict)."""
-        if self.status == "em_not_converged":
+        """True or False; None when EM or every mode search did not converge (no verdict)."""
+        if self.status in ("em_not_converged", "map_not_converged"):
             return None
         return self.status == "agree"
 
@@ -143,9 +146,11 @@ def agreement_stage(
     if not target.converged:
         return Agreement("em_not_converged", None, None, (), target.objective, basins)
     certified = [m for m in maps.modes if m.polished.converged]
-    mode = certified[0] if certified else maps.best
+    if not certified:
+        return Agreement("map_not_converged", None, None, (), target.objective, basins)
+    mode = certified[0]
     tol = TOLERANCES["objective"]
-    if mode.polished.converged and mode.polished.objective > target.objective + tol:
+    if mode.polished.objective > target.objective + tol:
         status = "em_missed_mode"
         best = _compare(data, target.params, target.objective, target.log_likelihood, mode, False)
     else:

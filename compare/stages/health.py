@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compare.health import SamplerHealth, sampler_health
+import numpy as np
+
+from compare.health import SamplerHealth, sampler_health, summary_rows
 from compare.stages.labels import Labels
 from compare.stages.sampling import SamplingStage
 
@@ -23,10 +25,14 @@ class Health:
 
     exchangeable: SamplerHealth
     ordered: SamplerHealth | None
+    #: ArviZ's summary (az.summary) per parameter: (which draws, row) pairs, the relabelled
+    #: draws where labels are identified, then the ordered model's.
+    summary: tuple[tuple[str, dict], ...] = ()
 
     def to_dict(self) -> dict:
         """results.json's ``sampler_health`` section."""
         return {
+            "summary": [{"draws": label, **_plain(row)} for label, row in self.summary],
             "exchangeable": self.exchangeable.to_dict()
             | {
                 "judged_on": "label-invariant log-likelihood and fitted pmf (and the "
@@ -38,8 +44,16 @@ class Health:
         }
 
 
-def health_stage(sampling: SamplingStage, labels: Labels) -> Health:
-    """Divergences, R-hat, ESS and E-BFMI of both models."""
+def _plain(row: dict) -> dict:
+    """Numbers as floats, NaN as None (JSON)."""
+    return {
+        k: v if isinstance(v, str) else (float(v) if np.isfinite(v) else None)
+        for k, v in row.items()
+    }
+
+
+def health_stage(sampling: SamplingStage, labels: Labels, *, summary: bool = True) -> Health:
+    """Divergences, R-hat, ESS and E-BFMI of both models; with ``summary``, az.summary rows."""
     invariant = {
         "log_likelihood": labels.invariant["log_likelihood"],
         "pmf": labels.invariant["pmf"],
@@ -51,4 +65,10 @@ def health_stage(sampling: SamplingStage, labels: Labels) -> Health:
     if post_ord is not None:
         ordered_arrays = {"w": post_ord.weights, "p": post_ord.p}
         ordered = sampler_health(post_ord.idata, [], invariant=ordered_arrays)
-    return Health(sampler_health(post.idata, [], invariant=invariant), ordered)
+    rows: list[tuple[str, dict]] = []
+    if summary and labels.identified:
+        relabelled = {"w": labels.weights, "p": labels.p}
+        rows += [("relabelled", r) for r in summary_rows(relabelled, ["p", "w"])]
+    if summary and post_ord is not None:
+        rows += [("ordered model", r) for r in summary_rows(ordered_arrays, ["p", "w"])]
+    return Health(sampler_health(post.idata, [], invariant=invariant), ordered, tuple(rows))

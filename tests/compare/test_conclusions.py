@@ -100,6 +100,25 @@ def test_a_missed_mode_is_reported_only_when_certified_and_higher(three_clusters
     assert same.agreement.status == "agree"
 
 
+def test_an_uncertified_mode_is_no_missed_mode_and_no_disagreement(three_clusters):
+    from compare.stages.agreement import agreement_stage
+    from compare.stages.fits import MAPStage
+
+    high = MixtureParams([0.35, 0.65], [0.04, 0.75])
+    low_start = {"init_p": [0.24, 0.97], "init_weights": [0.65, 0.35]}
+    stuck = build(three_clusters, 2, restarts=0, em_options=low_start, searches=[("r", high)])
+    assert stuck.agreement.status == "em_missed_mode"  # the planted case, certified
+    mode = stuck.map.modes[0]
+    uncertified = dataclasses.replace(
+        mode, polished=dataclasses.replace(mode.polished, converged=False)
+    )
+    agr = agreement_stage(three_clusters, stuck.em, MAPStage((uncertified,)), stuck.identifiability)
+    assert agr.status == "map_not_converged" and agr.agree is None and agr.missed_by is None
+    planted = dataclasses.replace(stuck, agreement=agr)
+    c = codes(planted)
+    assert "agreement_no_verdict" in c and "em_missed_mode" not in c and "disagree" not in c
+
+
 def test_disagreement_on_parameters_between_modes_of_equal_height(separated):
     mode = separated.agreement.mode
     other = dataclasses.replace(
@@ -193,3 +212,15 @@ def test_which_coin_section(separated, chapter):
     table = next(b for b in secs["Which coin"]["blocks"] if b[0] == "table")
     values = [float(c) for row in table[2] for c in row[1:]]
     assert all(0.3 < x < 0.7 for x in values)  # one coin: any two sequences ~ as likely
+
+
+def test_summary_table_is_in_results_json_as_rendered(separated, chapter):
+    collapsed = chapter.health.to_dict()["summary"]  # labels not identified: no relabelling
+    assert collapsed and {r["draws"] for r in collapsed} == {"ordered model"}
+    rows = separated.health.to_dict()["summary"]
+    assert {r["draws"] for r in rows} == {"relabelled", "ordered model"}
+    for r in rows:
+        assert {"parameter", "mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"} <= set(r)
+    md = render_markdown(sections(separated, {}))
+    first = next(r for r in rows if r["draws"] == "relabelled")
+    assert f"| relabelled | {first['parameter']} |" in md
