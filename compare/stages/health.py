@@ -45,11 +45,15 @@ class Health:
 
 
 def _plain(row: dict) -> dict:
-    """Numbers as floats, NaN as None (JSON)."""
-    return {
-        k: v if isinstance(v, str) else (float(v) if np.isfinite(v) else None)
-        for k, v in row.items()
-    }
+    """Numbers as floats, NaN (or a missing figure) as None, for JSON."""
+    out = {}
+    for key, value in row.items():
+        if value is None or isinstance(value, str):
+            out[key] = value
+        else:
+            value = float(value)
+            out[key] = value if np.isfinite(value) else None
+    return out
 
 
 def health_stage(sampling: SamplingStage, labels: Labels, *, summary: bool = True) -> Health:

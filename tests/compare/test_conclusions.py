@@ -224,3 +224,13 @@ def test_summary_table_is_in_results_json_as_rendered(separated, chapter):
     md = render_markdown(sections(separated, {}))
     first = next(r for r in rows if r["draws"] == "relabelled")
     assert f"| relabelled | {first['parameter']} |" in md
+
+
+def test_summary_rows_are_plain_json_numbers():
+    import json
+
+    from compare.stages.health import _plain
+
+    row = _plain({"parameter": "w[0]", "mean": np.float64(1.0), "r_hat": np.nan, "mcse": None})
+    assert row == {"parameter": "w[0]", "mean": 1.0, "r_hat": None, "mcse": None}
+    json.dumps(row, allow_nan=False)
