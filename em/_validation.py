@@ -252,16 +252,22 @@ def _index(flat: int, shape: tuple) -> str:
     return "[" + ", ".join(str(int(i)) for i in np.unravel_index(flat, shape)) + "]"
 
 
+def unmasked(value, name: str, advice: str):
+    """``value`` with a mask that hides nothing filled in; a ValueError if it hides values.
+
+    Masks are not honoured anywhere, so a masked value would otherwise be used silently.
+    """
+    if not isinstance(value, np.ma.MaskedArray):
+        return value
+    masked = int(np.ma.count_masked(value))
+    if masked:
+        raise ValueError(f"{name} is a masked array with {masked} masked value(s): {advice}")
+    return value.filled()
+
+
 def _param_array(value, name: str) -> np.ndarray:
     """A fresh float64 array of a parameter group; masked values and non-numbers refused."""
-    if isinstance(value, np.ma.MaskedArray):
-        masked = int(np.ma.count_masked(value))
-        if masked:
-            raise ValueError(
-                f"{name} is a masked array with {masked} masked value(s): a mixture needs "
-                "every value (fill or drop them first)"
-            )
-        value = value.filled()
+    value = unmasked(value, name, "a mixture needs every value (fill or drop them first)")
     try:
         arr = np.asarray(value)
         if arr.dtype.kind not in "biuf" and arr.dtype != object:

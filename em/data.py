@@ -329,14 +329,9 @@ def _as_int_array(values, name: str) -> np.ndarray:
     and Python objects are converted one by one, exactly. A masked array with masked values
     is refused: the mask would otherwise be ignored.
     """
-    if isinstance(values, np.ma.MaskedArray):
-        masked = int(np.ma.count_masked(values))
-        if masked:
-            raise ValueError(
-                f"{name} is a masked array with {masked} masked value(s): masks are not "
-                "honoured, remove those sequences from every array first"
-            )
-        values = values.filled()
+    values = v.unmasked(
+        values, name, "masks are not honoured, remove those sequences from every array first"
+    )
     try:
         arr = np.asarray(values)
     except (TypeError, ValueError, OverflowError):
