@@ -134,12 +134,13 @@ def run_analysis(
     """
     validate_options(opts)
     seeds = analysis_seeds(opts.seed)
-    rows = None
+    rows, ml = None, None
     if ks is not None and len(ks) > 1:
-        rows, _ = criteria_stage(data, ks, opts.restarts, opts.seed)
-        opts = replace(opts, components=min(rows, key=lambda r: r["bic"])["k"])
+        rows, fits = criteria_stage(data, ks, opts.restarts, opts.seed)
+        best = min(range(len(ks)), key=lambda i: rows[i]["bic"])
+        opts, ml = replace(opts, components=rows[best]["k"]), fits[best]
     k, prior = opts.components, opts.prior
-    em = em_stage(data, opts, opts.seed)
+    em = em_stage(data, opts, opts.seed, ml)
     models = [
         MixtureModel(data, k, ordered=o, prior_weights=list(prior.alpha), prior_p=opts.prior_p)
         for o in (False, True)

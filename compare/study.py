@@ -286,7 +286,8 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
 
     t0 = time.perf_counter()
     em_seed = seed_int(s_em)  # every EM fit of the replicate: the same restarts
-    out.update(_choose_k(data, cell, spec.restarts, em_seed))
+    choice, ml = _choose_k(data, cell, spec.restarts, em_seed)
+    out.update(choice)
     k = out["k_fit"]
     opts = ReportOptions(
         components=k,
@@ -298,7 +299,7 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
         sampler="nutpie",
         map_random_starts=2,
     )
-    em = em_stage(data, opts, em_seed)
+    em = em_stage(data, opts, em_seed, ml)
     out.update(_em_row(data, opts, em, truth, spec.reference_restarts, s_ref))
     out["em_seconds"] = time.perf_counter() - t0
 
@@ -334,16 +335,20 @@ def _replicate(spec: StudySpec, cell: Cell, i: int, r: int) -> dict:
     return out
 
 
-def _choose_k(data, cell: Cell, restarts: int, em_seed: int) -> dict:
-    """The K each criterion prefers among the cell's (BIC's is fitted): ``k_*`` columns."""
+def _choose_k(data, cell: Cell, restarts: int, em_seed: int) -> tuple[dict, object]:
+    """The K each criterion prefers (``k_*`` columns) and the ML fit made for BIC's K.
+
+    BIC's K is the one fitted; the fit is None with one K (no selection, nothing fitted).
+    """
     from compare.stages.selection import criteria_stage
 
     if len(cell.components) == 1:
         k = cell.components[0]
-        return {"k_aic": k, "k_bic": k, "k_icl": k, "k_fit": k}
-    rows, _ = criteria_stage(data, list(cell.components), restarts, em_seed)
+        return {"k_aic": k, "k_bic": k, "k_icl": k, "k_fit": k}, None
+    rows, fits = criteria_stage(data, list(cell.components), restarts, em_seed)
     preferred = {c: min(rows, key=lambda row, c=c: row[c])["k"] for c in ("aic", "bic", "icl")}
-    return {**{f"k_{c}": kk for c, kk in preferred.items()}, "k_fit": preferred["bic"]}
+    ml = fits[[r["k"] for r in rows].index(preferred["bic"])]
+    return {**{f"k_{c}": kk for c, kk in preferred.items()}, "k_fit": preferred["bic"]}, ml
 
 
 def _flag(value) -> float:

@@ -85,14 +85,18 @@ def fit_summary(res: FitResult) -> dict:
     }
 
 
-def em_stage(data: BinomialData, opts: ReportOptions, seed: int) -> EMStage:
+def em_stage(
+    data: BinomialData, opts: ReportOptions, seed: int, ml: FitResult | None = None
+) -> EMStage:
     """ML-EM and MAP-EM, each with ``opts.restarts`` restarts seeded by ``seed``.
 
     The restarts are those of ``em fit --seed SEED`` (children of ``SeedSequence(seed)``), so
     the report's fit, its figures and ICL are the ones ``em fit`` prints for the same seed.
+    ``ml``: that ML fit when model selection has already made it (it is not made again).
     """
     k, prior = opts.components, opts.prior
-    ml = fit_data(data, k, restarts=opts.restarts, seed=seed)
+    if ml is None:
+        ml = fit_data(data, k, restarts=opts.restarts, seed=seed)
     map_em = fit_data(
         data,
         k,
